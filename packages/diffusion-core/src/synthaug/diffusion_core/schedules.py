@@ -1,0 +1,245 @@
+"""Noise schedules as small pure functions of continuous time t in [0, 1].
+
+A Gaussian diffusion is described by its log signal-to-noise ratio
+``log_snr(t) = log(alpha_t**2 / sigma_t**2)``, decreasing in t, with a variance-preserving
+``alpha_t**2 + sigma_t**2 = 1``. Everything else (alpha, sigma, the discrete betas and
+cumulative alphas a sampler needs) follows from it:
+
+    alpha_t**2 = sigmoid(log_snr),   sigma_t**2 = sigmoid(-log_snr).
+
+Two schedules are provided, as in Imagen:
+
+* :func:`cosine_log_snr`: the cosine schedule (Nichol & Dhariwal 2021) in its continuous
+  log-SNR form ``-2 log tan(a t + b)``, clipped to ``[log_snr_min, log_snr_max]`` so that it
+  is finite at both endpoints (base 64x64 and the 64->256 super-resolution model).
+* :func:`linear_beta_log_snr`: the continuous-time limit of the 1000-step linear beta schedule
+  1e-4..0.02 (Ho et al. 2020), ``-log(expm1(beta_min t + (beta_max - beta_min) t**2 / 2))``
+  with ``beta_min = N * beta_start`` and ``beta_max = N * beta_end`` (the 256->1024 model).
+
+:class:`DiscreteSchedule` is the discrete view (betas and cumulative alphas on N steps),
+computed in float64 with NumPy, which samplers respace and turn into device arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import jax.numpy as jnp
+import numpy as np
+
+Array = jnp.ndarray
+LogSNRFn = Callable[[Array], Array]
+
+LOG_SNR_MIN = -20.0
+LOG_SNR_MAX = 20.0
+
+__all__ = [
+    "LOG_SNR_MAX",
+    "LOG_SNR_MIN",
+    "DiscreteSchedule",
+    "alpha_sigma",
+    "alpha_squared",
+    "cosine_log_snr",
+    "discretize",
+    "get_log_snr_fn",
+    "linear_beta_log_snr",
+    "linear_beta_schedule",
+    "log_snr_from_alpha_squared",
+    "sigma_squared",
+]
+
+
+def cosine_log_snr(
+    t: Array,
+    *,
+    log_snr_min: float = LOG_SNR_MIN,
+    log_snr_max: float = LOG_SNR_MAX,
+) -> Array:
+    """Cosine schedule: ``log_snr(t) = -2 log tan(a t + b)``.
+
+    ``b`` and ``a`` are chosen so that ``log_snr(0) = log_snr_max`` and
+    ``log_snr(1) = log_snr_min``; between them it is the cosine schedule
+    ``alpha_t**2 = cos(pi t / 2)**2`` up to the clipping of the endpoints.
+
+    Args:
+      t: continuous time in [0, 1], any shape.
+      log_snr_min: log-SNR at t = 1.
+      log_snr_max: log-SNR at t = 0.
+
+    Returns:
+      log-SNR with the shape and (float) dtype of ``t``.
+    """
+    if not log_snr_min < log_snr_max:
+        raise ValueError(
+            f"log_snr_min must be < log_snr_max, got {log_snr_min} and {log_snr_max}"
+        )
+    t = jnp.asarray(t)
+    dtype = t.dtype if jnp.issubdtype(t.dtype, jnp.floating) else jnp.float32
+    b = math.atan(math.exp(-0.5 * log_snr_max))
+    a = math.atan(math.exp(-0.5 * log_snr_min)) - b
+    return (-2.0 * jnp.log(jnp.tan(a * t.astype(dtype) + b))).astype(dtype)
+
+
+def linear_beta_log_snr(
+    t: Array,
+    *,
+    beta_start: float = 1e-4,
+    beta_end: float = 0.02,
+    num_steps: int = 1000,
+    log_snr_min: float = LOG_SNR_MIN,
+    log_snr_max: float = LOG_SNR_MAX,
+) -> Array:
+    """Continuous-time linear-beta (VP) schedule.
+
+    ``log(alpha_t**2) = -(beta_min t + (beta_max - beta_min) t**2 / 2)`` with
+    ``beta_min = num_steps * beta_start`` and ``beta_max = num_steps * beta_end``, so that
+    ``alpha_t**2`` at ``t = i / num_steps`` matches the discrete ``prod(1 - beta_j)`` of the
+    DDPM schedule to first order. The result is clipped to ``[log_snr_min, log_snr_max]``
+    (at t = 0 the unclipped value is +inf).
+
+    Args:
+      t: continuous time in [0, 1], any shape.
+      beta_start, beta_end, num_steps: the discrete schedule this is the limit of.
+      log_snr_min, log_snr_max: clipping range.
+
+    Returns:
+      log-SNR with the shape and (float) dtype of ``t``.
+    """
+    t = jnp.asarray(t)
+    dtype = t.dtype if jnp.issubdtype(t.dtype, jnp.floating) else jnp.float32
+    t = t.astype(dtype)
+    beta_min = num_steps * beta_start
+    beta_max = num_steps * beta_end
+    neg_log_alpha_sq = beta_min * t + 0.5 * (beta_max - beta_min) * t * t
+    # log_snr = -log(expm1(x)); keep x away from 0 so the log is finite, then clip.
+    x = jnp.maximum(neg_log_alpha_sq, jnp.asarray(math.exp(-log_snr_max) * 0.5, dtype))
+    log_snr = -jnp.log(jnp.expm1(x))
+    return jnp.clip(log_snr, log_snr_min, log_snr_max).astype(dtype)
+
+
+def alpha_squared(log_snr: Array) -> Array:
+    """``alpha_t**2 = sigmoid(log_snr)`` (the cumulative alpha, ``alpha_bar``)."""
+    return jnp.exp(-jnp.logaddexp(0.0, -log_snr))
+
+
+def sigma_squared(log_snr: Array) -> Array:
+    """``sigma_t**2 = sigmoid(-log_snr)``."""
+    return jnp.exp(-jnp.logaddexp(0.0, log_snr))
+
+
+def alpha_sigma(log_snr: Array) -> tuple[Array, Array]:
+    """``(alpha_t, sigma_t)`` from log-SNR, computed without cancellation at either end."""
+    return jnp.sqrt(alpha_squared(log_snr)), jnp.sqrt(sigma_squared(log_snr))
+
+
+def log_snr_from_alpha_squared(alpha_sq: Array) -> Array:
+    """Inverse of :func:`alpha_squared`: ``log(a / (1 - a))``."""
+    return jnp.log(alpha_sq) - jnp.log1p(-alpha_sq)
+
+
+_SCHEDULES: dict[str, Callable[..., Array]] = {
+    "cosine": cosine_log_snr,
+    "linear": linear_beta_log_snr,
+}
+
+
+def get_log_snr_fn(name: str, **kwargs) -> LogSNRFn:
+    """The log-SNR function of a named schedule (``"cosine"`` or ``"linear"``).
+
+    Keyword arguments are bound to the schedule (e.g. ``beta_start`` for ``"linear"``).
+    """
+    if name not in _SCHEDULES:
+        raise ValueError(f"unknown noise schedule {name!r}; expected one of {sorted(_SCHEDULES)}")
+    fn = _SCHEDULES[name]
+
+    def log_snr_fn(t: Array) -> Array:
+        return fn(t, **kwargs)
+
+    log_snr_fn.__name__ = f"{name}_log_snr"
+    return log_snr_fn
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscreteSchedule:
+    """The discrete view of a diffusion on N steps, in float64 NumPy.
+
+    Step ``i`` (0-based) goes from ``x_{i}`` to ``x_{i+1}``, i.e. index ``i`` holds
+    ``beta_{i+1}`` and ``alpha_bar_{i+1}`` in DDPM's 1-based notation.
+
+    Attributes:
+      betas: ``(N,)`` per-step variances ``1 - alpha_bar_i / alpha_bar_{i-1}``.
+      alphas_cumprod: ``(N,)`` cumulative ``alpha_bar_i``.
+      times: ``(N,)`` continuous time of each step, passed to the network (for a schedule
+        built by :func:`discretize`, ``(i + 1) / N``; for :func:`linear_beta_schedule`, the
+        same convention).
+    """
+
+    betas: np.ndarray
+    alphas_cumprod: np.ndarray
+    times: np.ndarray
+
+    def __post_init__(self):
+        n = len(self.betas)
+        for name in ("alphas_cumprod", "times"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(
+                    f"DiscreteSchedule.{name} has length {len(getattr(self, name))}, expected {n}"
+                )
+        if np.any(self.betas <= 0) or np.any(self.betas > 1):
+            raise ValueError("DiscreteSchedule.betas must lie in (0, 1]")
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.betas)
+
+    @property
+    def alphas_cumprod_prev(self) -> np.ndarray:
+        """``alpha_bar_{i-1}`` with ``alpha_bar_0 = 1``."""
+        return np.concatenate([[1.0], self.alphas_cumprod[:-1]])
+
+    @property
+    def log_snr(self) -> np.ndarray:
+        a = self.alphas_cumprod
+        return np.log(a) - np.log1p(-a)
+
+    @classmethod
+    def from_alphas_cumprod(cls, alphas_cumprod, times) -> DiscreteSchedule:
+        """Rebuild the betas from cumulative alphas (the only correct way to respace)."""
+        ac = np.asarray(alphas_cumprod, dtype=np.float64)
+        prev = np.concatenate([[1.0], ac[:-1]])
+        return cls(betas=1.0 - ac / prev, alphas_cumprod=ac, times=np.asarray(times, np.float64))
+
+
+def discretize(log_snr_fn: LogSNRFn, num_steps: int) -> DiscreteSchedule:
+    """The discrete schedule of a continuous one at ``t_i = i / num_steps``, i = 1..N.
+
+    The schedule function is evaluated in float64 (64-bit mode enabled for the call), so the
+    betas near t = 0, where ``1 - alpha_bar`` is tiny, keep their precision.
+    """
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    times = np.arange(1, num_steps + 1, dtype=np.float64) / num_steps
+    log_snr = _eval_float64(log_snr_fn, times)
+    alphas_cumprod = 1.0 / (1.0 + np.exp(-log_snr))
+    return DiscreteSchedule.from_alphas_cumprod(alphas_cumprod, times)
+
+
+def linear_beta_schedule(
+    num_steps: int = 1000, *, beta_start: float = 1e-4, beta_end: float = 0.02
+) -> DiscreteSchedule:
+    """The exact discrete DDPM linear schedule: betas linearly spaced, ``alpha_bar = cumprod``."""
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    betas = np.linspace(beta_start, beta_end, num_steps, dtype=np.float64)
+    times = np.arange(1, num_steps + 1, dtype=np.float64) / num_steps
+    return DiscreteSchedule(betas=betas, alphas_cumprod=np.cumprod(1.0 - betas), times=times)
+
+
+def _eval_float64(fn: LogSNRFn, t: np.ndarray) -> np.ndarray:
+    """Evaluate a jnp schedule function in float64 regardless of jax_enable_x64."""
+    import jax
+
+    with jax.enable_x64(True):
+        return np.asarray(fn(jnp.asarray(t, dtype=jnp.float64)), dtype=np.float64)

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Run every benchmark entry and write bench/results.json and bench/RESULTS.md.
+
+    python tools/bench/run.py [--quick] [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import os
+import pathlib
+import platform
+import sys
+import tempfile
+import traceback
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+
+from harness import Result  # noqa: E402
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for dist in ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "tensorflow-cpu", "torch",
+                 "torchvision", "pytorch-fid", "timm", "diffusers", "pillow"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def _atomic_write(path: pathlib.Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
+        f.write(text)
+    os.replace(f.name, path)
+
+
+def _fmt(x, digits=4):
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def render_markdown(meta: dict, results: list[dict], errors: dict[str, str]) -> str:
+    lines = [
+        "# synthaug benchmarks",
+        "",
+        f"- date: {meta['date']}",
+        f"- machine: {meta['machine']}",
+        f"- mode: {'quick' if meta['quick'] else 'full'}",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
+        "",
+        "Each timed value is the median of at least 5 runs after warm-up; the peer is measured",
+        "in the same run. Ratio > 1 is better than the peer, except where the target reads ≤.",
+        "",
+        "| entry | metric | value | peer | peer value | ratio | target | met |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        tgt = "—" if r["target"] is None else ("≤ " if r["lower_is_better"] else "≥ ") + _fmt(r["target"])
+        met = {True: "yes", False: "**no**", None: "—"}[r["met"]]
+        lines.append(
+            f"| {r['name']} | {r['metric']} | {_fmt(r['value'])} {r['unit']} | {r['peer'] or '—'} | "
+            f"{_fmt(r['peer_value'])} | {_fmt(r['ratio'], 3)} | {tgt} | {met} |"
+        )
+    notes = [r for r in results if r.get("notes")]
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- **{r['name']}**: {r['notes']}" for r in notes]
+    if errors:
+        lines += ["", "## Entries that failed", ""] + [f"- `{k}`: {v}" for k, v in errors.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="a smoke run (< 5 minutes)")
+    ap.add_argument("--only", nargs="*", default=None, help="entry names (bench_<name>.py)")
+    ap.add_argument("--out", default=str(ROOT / "bench"))
+    args = ap.parse_args(argv)
+    entries = sorted(HERE.glob("bench_*.py"))
+    if args.only:
+        entries = [e for e in entries if e.stem.removeprefix("bench_") in args.only]
+    results: list[dict] = []
+    errors: dict[str, str] = {}
+    for path in entries:
+        name = path.stem.removeprefix("bench_")
+        print(f"== {name}", flush=True)
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        mod = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(mod)
+            out: list[Result] = mod.run(quick=args.quick)
+        except Exception as e:  # an entry's failure is reported, the others still run
+            traceback.print_exc()
+            errors[name] = f"{type(e).__name__}: {e}"
+            continue
+        for r in out:
+            d = r.as_dict()
+            results.append(d)
+            print(
+                f"   {r.name}: {r.metric} = {_fmt(r.value)} {r.unit}"
+                + (f"; peer {r.peer} = {_fmt(r.peer_value)}; ratio {_fmt(r.ratio, 3)}" if r.peer else "")
+                + (f"; target {'<=' if r.lower_is_better else '>='} {r.target} met={r.met}" if r.target is not None else ""),
+                flush=True,
+            )
+    meta = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "quick": args.quick,
+        "versions": _versions(),
+    }
+    out_dir = pathlib.Path(args.out)
+    _atomic_write(out_dir / "results.json", json.dumps({**meta, "results": results, "errors": errors}, indent=2))
+    _atomic_write(out_dir / "RESULTS.md", render_markdown(meta, results, errors))
+    print(f"wrote {out_dir / 'results.json'} and {out_dir / 'RESULTS.md'}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
