@@ -1,0 +1,290 @@
+"""Model and training configs: the Imagen presets, tiny presets, and ``make_model``.
+
+A preset is an ml_collections ``ConfigDict`` (locked: setting an unknown key is an error)
+with four sections:
+
+* ``model``: ``kind`` (``"unet"`` or ``"efficient_unet"``) and the module's attributes;
+* ``diffusion``: noise schedule, prediction type, text dropout, noise-conditioning
+  augmentation of the low-res input (SR models);
+* ``optimizer``: name (``"adafactor"`` / ``"adam"``), learning-rate schedule (linear warmup
+  then cosine decay), gradient clipping;
+* ``train``: EMA decay, batch size, seed, checkpoint cadence, frozen parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax.numpy as jnp
+import ml_collections
+
+from synthaug.diffusion_core.efficient_unet import EfficientUNet
+from synthaug.diffusion_core.unet import UNet
+
+__all__ = ["PRESETS", "get_preset", "is_super_resolution", "make_model"]
+
+_KINDS = {"unet": UNet, "efficient_unet": EfficientUNet}
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def _diffusion(*, schedule: str, lowres_size: int = 0) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        {
+            "schedule": schedule,  # "cosine" or "linear"
+            "prediction_type": "eps",  # "eps", "v" or "x0"
+            "p_uncond": 0.1,  # text dropped with this probability (classifier-free guidance)
+            "lowres_size": lowres_size,  # SR models: resolution of the conditioning image
+            "aug_schedule": "cosine",  # noise-conditioning augmentation schedule
+            "aug_level_min": 0.0,  # training augmentation level ~ U(min, max)
+            "aug_level_max": 1.0,
+            "sample_aug_level": 0.0,  # the fixed level used at sampling time
+            "resize_method": "bilinear",
+        }
+    )
+
+
+def _optimizer(*, name: str, lr: float, warmup: int, decay: int) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        {
+            "name": name,  # "adafactor" or "adam"
+            "learning_rate": lr,
+            "warmup_steps": warmup,
+            "decay_steps": decay,  # total steps of warmup + cosine decay
+            "end_learning_rate": 0.0,
+            "grad_clip": 1.0,  # global-norm clipping (0 disables)
+            "b1": 0.9,
+            "b2": 0.999,
+            "eps": 1e-8,
+            "weight_decay": 0.0,
+        }
+    )
+
+
+def _train(*, batch_size: int, steps: int) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        {
+            "ema_decay": 0.9999,
+            "batch_size": batch_size,
+            "num_steps": steps,
+            "seed": 0,
+            "save_every": 1000,
+            "keep": 3,
+            "log_every": 100,
+            "freeze": (),  # regexes of '/'-joined parameter paths that are not trained
+        }
+    )
+
+
+def _config(model: dict, diffusion, optimizer, train) -> ml_collections.ConfigDict:
+    cfg = ml_collections.ConfigDict(
+        {"model": model, "diffusion": diffusion, "optimizer": optimizer, "train": train}
+    )
+    cfg.lock()
+    return cfg
+
+
+def imagen_base_64() -> ml_collections.ConfigDict:
+    """The 64x64 base model (~2B parameters): ADM U-Net, Adafactor, cosine schedule."""
+    model = {
+        "kind": "unet",
+        "image_size": 64,
+        "model_channels": 512,
+        "channel_mult": (1, 2, 3, 4),
+        "num_res_blocks": 3,
+        "attention_resolutions": (32, 16, 8),
+        "cross_attention_resolutions": (32, 16, 8),
+        "num_head_channels": 64,
+        "text_dim": 4096,
+        "dropout": 0.0,
+        "dtype": "bfloat16",
+        "param_dtype": "float32",
+        "remat": True,
+    }
+    return _config(
+        model,
+        _diffusion(schedule="cosine"),
+        _optimizer(name="adafactor", lr=1e-4, warmup=10_000, decay=210_000),
+        _train(batch_size=2048, steps=210_000),
+    )
+
+
+def imagen_sr_256() -> ml_collections.ConfigDict:
+    """The 64->256 Efficient U-Net (~600M): self- and text cross-attention at the lowest
+    resolution only, Adam, cosine schedule."""
+    model = {
+        "kind": "efficient_unet",
+        "image_size": 256,
+        "initial_channels": 128,
+        "block_channels": (128, 256, 512, 1024),
+        "num_res_blocks": (2, 4, 8, 8),
+        "block_strides": (2, 2, 2, 2),
+        "self_attention": (False, False, False, True),
+        "cross_attention": (False, False, False, True),
+        "skip_per_res_block": True,
+        "num_heads": 8,
+        "embed_dim": 512,
+        "text_dim": 4096,
+        "dtype": "bfloat16",
+        "param_dtype": "float32",
+        "remat": True,
+    }
+    return _config(
+        model,
+        _diffusion(schedule="cosine", lowres_size=64),
+        _optimizer(name="adam", lr=1e-4, warmup=10_000, decay=490_000),
+        _train(batch_size=2048, steps=490_000),
+    )
+
+
+def imagen_sr_1024() -> ml_collections.ConfigDict:
+    """The 256->1024 Efficient U-Net (~400M): as 64->256 without self-attention (text
+    cross-attention kept), one skip connection per block, the linear-beta schedule."""
+    cfg = imagen_sr_256()
+    with cfg.unlocked():
+        cfg.model.image_size = 1024
+        cfg.model.self_attention = (False, False, False, False)
+        cfg.model.skip_per_res_block = False
+        cfg.diffusion.schedule = "linear"
+        cfg.diffusion.lowres_size = 256
+    return cfg
+
+
+def tiny_base() -> ml_collections.ConfigDict:
+    """A tiny text-conditioned 16x16 U-Net for tests and the CPU demo."""
+    model = {
+        "kind": "unet",
+        "image_size": 16,
+        "model_channels": 16,
+        "channel_mult": (1, 2),
+        "num_res_blocks": 1,
+        "attention_resolutions": (8,),
+        "cross_attention_resolutions": (8,),
+        "num_head_channels": 16,
+        "text_dim": 32,
+        "text_token_dim": 32,
+        "num_groups": 8,
+        "dropout": 0.0,
+        "dtype": "float32",
+        "param_dtype": "float32",
+        "remat": False,
+    }
+    cfg = _config(
+        model,
+        _diffusion(schedule="cosine"),
+        _optimizer(name="adam", lr=1e-3, warmup=20, decay=2000),
+        _train(batch_size=16, steps=300),
+    )
+    with cfg.unlocked():
+        cfg.train.ema_decay = 0.99
+        cfg.train.save_every = 100
+        cfg.train.log_every = 50
+    return cfg
+
+
+def tiny_sr() -> ml_collections.ConfigDict:
+    """A tiny text-conditioned 16->32 Efficient U-Net for tests and the CPU demo."""
+    model = {
+        "kind": "efficient_unet",
+        "image_size": 32,
+        "initial_channels": 16,
+        "block_channels": (16, 32),
+        "num_res_blocks": (1, 1),
+        "block_strides": (1, 2),
+        "self_attention": (False, True),
+        "cross_attention": (False, True),
+        "skip_per_res_block": True,
+        "num_heads": 2,
+        "embed_dim": 32,
+        "text_dim": 32,
+        "text_token_dim": 32,
+        "num_groups": 8,
+        "dtype": "float32",
+        "param_dtype": "float32",
+        "remat": False,
+    }
+    cfg = _config(
+        model,
+        _diffusion(schedule="cosine", lowres_size=16),
+        _optimizer(name="adam", lr=1e-3, warmup=20, decay=2000),
+        _train(batch_size=8, steps=300),
+    )
+    with cfg.unlocked():
+        cfg.train.ema_decay = 0.99
+        cfg.train.save_every = 100
+        cfg.train.log_every = 50
+    return cfg
+
+
+PRESETS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
+    "imagen_base_64": imagen_base_64,
+    "imagen_sr_256": imagen_sr_256,
+    "imagen_sr_1024": imagen_sr_1024,
+    "tiny_base": tiny_base,
+    "tiny_sr": tiny_sr,
+}
+
+
+def get_preset(name: str) -> ml_collections.ConfigDict:
+    """A fresh copy of a named preset config.
+
+    Args:
+      name: one of ``imagen_base_64``, ``imagen_sr_256``, ``imagen_sr_1024``, ``tiny_base``,
+        ``tiny_sr``.
+
+    Returns:
+      The (locked) ``ConfigDict`` with ``model``, ``diffusion``, ``optimizer``, ``train``.
+    """
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+    return PRESETS[name]()
+
+
+def _model_section(config) -> ml_collections.ConfigDict:
+    if "model" in config and "kind" not in config:
+        return config.model
+    return config
+
+
+def is_super_resolution(config) -> bool:
+    """Whether a (full or model) config describes a super-resolution model."""
+    m = _model_section(config)
+    if m.kind == "efficient_unet":
+        return True
+    return bool(m.get("lowres_channels", 0))
+
+
+def make_model(config) -> UNet | EfficientUNet:
+    """Build the Flax module described by a config.
+
+    Args:
+      config: a full preset (with a ``model`` section) or just its ``model`` section;
+        ``kind`` picks :class:`UNet` or :class:`EfficientUNet`, the other keys are the
+        module's attributes (``dtype``/``param_dtype`` as names like ``"bfloat16"``).
+
+    Returns:
+      The module (unbound).
+
+    Raises:
+      ValueError: unknown ``kind``, unknown attribute or dtype name.
+    """
+    m = _model_section(config)
+    kind = m.get("kind")
+    if kind not in _KINDS:
+        raise ValueError(f"model.kind must be one of {sorted(_KINDS)}, got {kind!r}")
+    cls = _KINDS[kind]
+    fields = {f.name for f in dataclasses.fields(cls)} - {"parent", "name"}
+    kwargs = {}
+    for key, value in m.items():
+        if key == "kind":
+            continue
+        if key not in fields:
+            raise ValueError(f"model.{key} is not an attribute of {cls.__name__}")
+        if key in ("dtype", "param_dtype") and isinstance(value, str):
+            if value not in _DTYPES:
+                raise ValueError(f"model.{key} must be one of {sorted(_DTYPES)}, got {value!r}")
+            value = _DTYPES[value]
+        if isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)

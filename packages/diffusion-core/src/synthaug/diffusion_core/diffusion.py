@@ -1,0 +1,227 @@
+"""The continuous-time Gaussian diffusion: forward process, predictions, loss, conditioning.
+
+Pure functions of log-SNR with keyword-only arguments. The forward process is
+``z_t = alpha_t x + sigma_t eps`` with ``alpha_t**2 = sigmoid(log_snr(t))``,
+``sigma_t**2 = sigmoid(-log_snr(t))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from synthaug.diffusion_core.schedules import alpha_sigma, get_log_snr_fn
+
+Array = jnp.ndarray
+
+PREDICTION_TYPES = ("eps", "v", "x0")
+
+__all__ = [
+    "PREDICTION_TYPES",
+    "augment_lowres",
+    "diffusion_loss",
+    "drop_text",
+    "predict_x0_eps",
+    "prediction_target",
+    "q_sample",
+    "upsample_lowres",
+]
+
+
+def _bcast(a: Array, x: Array) -> Array:
+    return a.reshape(a.shape + (1,) * (x.ndim - a.ndim))
+
+
+def _check_prediction_type(prediction_type: str) -> None:
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(
+            f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}"
+        )
+
+
+def q_sample(*, x: Array, eps: Array, log_snr: Array) -> Array:
+    """Sample the forward process: ``z = alpha x + sigma eps``.
+
+    Args:
+      x: clean data ``[B, ...]``.
+      eps: standard normal noise, same shape as ``x``.
+      log_snr: ``[B]`` log-SNR.
+
+    Returns:
+      ``z`` with the shape of ``x``.
+    """
+    chex.assert_equal_shape([x, eps])
+    alpha, sigma = alpha_sigma(log_snr)
+    return _bcast(alpha, x) * x + _bcast(sigma, x) * eps
+
+
+def prediction_target(*, x: Array, eps: Array, log_snr: Array, prediction_type: str) -> Array:
+    """What the network regresses: ``eps``, ``v = alpha eps - sigma x`` or ``x0``."""
+    _check_prediction_type(prediction_type)
+    if prediction_type == "eps":
+        return eps
+    if prediction_type == "x0":
+        return x
+    alpha, sigma = alpha_sigma(log_snr)
+    return _bcast(alpha, x) * eps - _bcast(sigma, x) * x
+
+
+def predict_x0_eps(
+    *, z: Array, model_output: Array, log_snr: Array, prediction_type: str
+) -> tuple[Array, Array]:
+    """Turn a network output into ``(x0_hat, eps_hat)``.
+
+    Args:
+      z: the noisy input ``[B, ...]``.
+      model_output: the network output, same shape.
+      log_snr: ``[B]``.
+      prediction_type: ``"eps"``, ``"v"`` or ``"x0"``.
+
+    Returns:
+      ``(x0_hat, eps_hat)``. (For eps-prediction at very low SNR, ``x0_hat`` divides by a
+      small alpha; samplers clip or threshold it.)
+    """
+    _check_prediction_type(prediction_type)
+    chex.assert_equal_shape([z, model_output])
+    alpha, sigma = alpha_sigma(log_snr)
+    alpha, sigma = _bcast(alpha, z), _bcast(sigma, z)
+    if prediction_type == "eps":
+        eps = model_output
+        x0 = (z - sigma * eps) / alpha
+    elif prediction_type == "x0":
+        x0 = model_output
+        eps = (z - alpha * x0) / sigma
+    else:  # v: alpha**2 + sigma**2 = 1
+        x0 = alpha * z - sigma * model_output
+        eps = sigma * z + alpha * model_output
+    return x0, eps
+
+
+def drop_text(
+    text_emb: Array, text_mask: Array, *, rng: jax.Array, p_uncond: float
+) -> tuple[Array, Array]:
+    """Classifier-free guidance training: zero the text (embedding and mask) with prob. p.
+
+    Args:
+      text_emb: ``[B, L, D]``.
+      text_mask: ``[B, L]`` bool.
+      rng: key.
+      p_uncond: probability of dropping a caption.
+
+    Returns:
+      ``(text_emb, text_mask)`` with the dropped rows zeroed / all False.
+    """
+    chex.assert_rank(text_emb, 3)
+    chex.assert_shape(text_mask, text_emb.shape[:2])
+    keep = jax.random.uniform(rng, (text_emb.shape[0],)) >= p_uncond
+    return text_emb * keep[:, None, None].astype(text_emb.dtype), text_mask & keep[:, None]
+
+
+def upsample_lowres(lowres: Array, *, size: int | tuple[int, int], method: str = "bilinear"):
+    """Resize a low-res batch ``[B, h, w, C]`` to ``[B, H, W, C]``."""
+    chex.assert_rank(lowres, 4)
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    b, _, _, c = lowres.shape
+    return jax.image.resize(lowres, (b, *hw, c), method=method).astype(lowres.dtype)
+
+
+def augment_lowres(
+    lowres: Array,
+    *,
+    rng: jax.Array,
+    aug_level: Array,
+    out_size: int | tuple[int, int],
+    log_snr_fn: Callable[[Array], Array] | None = None,
+    method: str = "bilinear",
+) -> Array:
+    """Noise-conditioning augmentation: noise the low-res image at ``aug_level``, upsample.
+
+    The low-res image (at its own resolution) is diffused to time ``aug_level`` with the
+    variance-preserving forward process of ``log_snr_fn`` (cosine by default), then resized to
+    the output resolution. The same function serves training (random levels) and sampling
+    (a fixed level, 0 giving an almost clean image).
+
+    Args:
+      lowres: ``[B, h, w, C]`` in [-1, 1].
+      rng: key for the noise.
+      aug_level: ``[B]`` levels in [0, 1].
+      out_size: the output resolution.
+      log_snr_fn: the augmentation schedule.
+      method: the resize method.
+
+    Returns:
+      ``[B, H, W, C]``: the upsampled, augmented low-res image.
+    """
+    chex.assert_rank(lowres, 4)
+    chex.assert_shape(aug_level, (lowres.shape[0],))
+    log_snr_fn = log_snr_fn or get_log_snr_fn("cosine")
+    noise = jax.random.normal(rng, lowres.shape, lowres.dtype)
+    noisy = q_sample(x=lowres, eps=noise, log_snr=log_snr_fn(aug_level.astype(jnp.float32)))
+    return upsample_lowres(noisy.astype(lowres.dtype), size=out_size, method=method)
+
+
+def diffusion_loss(
+    apply_fn: Callable[..., Array],
+    params: Any,
+    batch: Mapping[str, Array],
+    *,
+    rng: jax.Array,
+    log_snr_fn: Callable[[Array], Array],
+    prediction_type: str = "eps",
+    p_uncond: float = 0.1,
+    is_sr: bool = False,
+    aug_log_snr_fn: Callable[[Array], Array] | None = None,
+    aug_level_range: tuple[float, float] = (0.0, 1.0),
+    resize_method: str = "bilinear",
+) -> tuple[Array, dict[str, Array]]:
+    """The Imagen training loss: squared error of the prediction at a uniform continuous t.
+
+    Args:
+      apply_fn: ``apply_fn(params, x, time, text_emb, text_mask, lowres=, aug_level=, rng=)``
+        (see :func:`synthaug.diffusion_core.train.make_train_step`).
+      params: network parameters.
+      batch: ``image [B,H,W,C]`` in [-1, 1]; ``text_emb [B,L,D]`` and ``text_mask [B,L]``
+        (optional for unconditional models); ``lowres [B,h,w,C]`` for SR models.
+      rng: key.
+      log_snr_fn: the noise schedule.
+      prediction_type: ``"eps"`` (default), ``"v"`` or ``"x0"``; the loss is the MSE of that
+        target.
+      p_uncond: probability of dropping the text (classifier-free guidance training).
+      is_sr: super-resolution model: noise-augment and upsample ``batch["lowres"]``.
+      aug_log_snr_fn: the augmentation schedule (default: cosine).
+      aug_level_range: training augmentation levels are uniform in this range.
+      resize_method: how the low-res image is upsampled.
+
+    Returns:
+      ``(loss, aux)`` where ``aux`` holds the per-example losses and the sampled ``t``.
+    """
+    _check_prediction_type(prediction_type)
+    x = batch["image"]
+    chex.assert_rank(x, 4)
+    b = x.shape[0]
+    k_t, k_eps, k_drop, k_aug, k_augnoise, k_dropout = jax.random.split(rng, 6)
+    t = jax.random.uniform(k_t, (b,), jnp.float32)
+    log_snr = log_snr_fn(t)
+    eps = jax.random.normal(k_eps, x.shape, jnp.float32)
+    x = x.astype(jnp.float32)
+    z = q_sample(x=x, eps=eps, log_snr=log_snr)
+    text_emb, text_mask = batch.get("text_emb"), batch.get("text_mask")
+    if text_emb is not None and p_uncond > 0:
+        text_emb, text_mask = drop_text(text_emb, text_mask, rng=k_drop, p_uncond=p_uncond)
+    lowres = aug_level = None
+    if is_sr:
+        lo, hi = aug_level_range
+        aug_level = jax.random.uniform(k_aug, (b,), jnp.float32, lo, hi)
+        lowres = augment_lowres(
+            batch["lowres"].astype(jnp.float32), rng=k_augnoise, aug_level=aug_level,
+            out_size=x.shape[1:3], log_snr_fn=aug_log_snr_fn, method=resize_method,
+        )
+    out = apply_fn(params, z, t, text_emb, text_mask, lowres=lowres, aug_level=aug_level,
+                   rng=k_dropout)
+    target = prediction_target(x=x, eps=eps, log_snr=log_snr, prediction_type=prediction_type)
+    per_example = jnp.mean(jnp.square(out.astype(jnp.float32) - target), axis=(1, 2, 3))
+    return jnp.mean(per_example), {"per_example_loss": per_example, "t": t}

@@ -1,0 +1,147 @@
+"""ILSVRC2012 class metadata: WordNet ids in the standard label order, names, short names.
+
+The table ships with the package (``data/imagenet_classes.tsv``, written by
+``tools/fixtures/make_imagenet_data_classes.py``). Label ``i`` is the ``i``-th WordNet id in
+sorted order, the order used by TFDS ``imagenet2012`` and by per-class folders sorted by
+name.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+NUM_CLASSES = 1000
+#: Number of ILSVRC2012 classes (an int, same as ``NUM_CLASSES``).
+num_classes = NUM_CLASSES
+
+
+class UnknownClassError(KeyError):
+    """An ImageNet WordNet id, label or class name that is not in the table."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; print it plainly
+        return str(self.args[0]) if self.args else ""
+
+
+@functools.lru_cache(maxsize=1)
+def _table() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    text = resources.files(__package__).joinpath("data/imagenet_classes.tsv").read_text("utf-8")
+    wnids, names = [], []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        label, wnid, name = line.split("\t")
+        if int(label) != len(wnids):
+            raise RuntimeError(f"imagenet_classes.tsv: label {label} out of order")
+        wnids.append(wnid)
+        names.append(name)
+    if len(wnids) != NUM_CLASSES:
+        raise RuntimeError(f"imagenet_classes.tsv: expected {NUM_CLASSES} rows, got {len(wnids)}")
+    return tuple(wnids), tuple(names)
+
+
+@functools.lru_cache(maxsize=1)
+def _wnid_index() -> dict[str, int]:
+    return {w: i for i, w in enumerate(_table()[0])}
+
+
+@functools.lru_cache(maxsize=1)
+def _name_index() -> dict[str, list[int]]:
+    """Lower-cased full names, short names and every lemma -> labels that carry it."""
+    index: dict[str, list[int]] = {}
+    for label, names in enumerate(_table()[1]):
+        keys = [names.lower()] + [lemma.strip().lower() for lemma in names.split(",")]
+        for key in dict.fromkeys(keys):
+            index.setdefault(key, []).append(label)
+    return index
+
+
+def wnids() -> tuple[str, ...]:
+    """All 1000 WordNet ids, index = label."""
+    return _table()[0]
+
+
+def class_names() -> tuple[str, ...]:
+    """All 1000 human-readable names (comma-separated WordNet lemmas), index = label."""
+    return _table()[1]
+
+
+def short_names() -> tuple[str, ...]:
+    """All 1000 short names (the first lemma, used in prompts), index = label."""
+    return tuple(n.split(",")[0].strip() for n in _table()[1])
+
+
+def _check_label(label: int) -> int:
+    try:
+        value = int(label)
+    except (TypeError, ValueError):
+        raise UnknownClassError(f"label: expected an int in [0, {NUM_CLASSES}), got {label!r}")
+    if value != label or not 0 <= value < NUM_CLASSES:
+        raise UnknownClassError(f"label: expected an int in [0, {NUM_CLASSES}), got {label!r}")
+    return value
+
+
+def wnid_to_label(wnid: str) -> int:
+    """The label of a WordNet id such as ``"n01440764"``.
+
+    Args:
+      wnid: an ILSVRC2012 WordNet id.
+
+    Returns:
+      The int label in [0, 1000).
+
+    Raises:
+      UnknownClassError: (a KeyError) if ``wnid`` is not one of the 1000 classes.
+    """
+    try:
+        return _wnid_index()[wnid]
+    except (KeyError, TypeError):
+        raise UnknownClassError(
+            f"wnid: {wnid!r} is not an ILSVRC2012 WordNet id (expected e.g. 'n01440764')"
+        ) from None
+
+
+def label_to_wnid(label: int) -> str:
+    """The WordNet id of ``label`` (an int in [0, 1000))."""
+    return _table()[0][_check_label(label)]
+
+
+def class_name(label: int) -> str:
+    """The full human-readable name of ``label``: its WordNet lemmas, comma-separated."""
+    return _table()[1][_check_label(label)]
+
+
+def short_name(label: int) -> str:
+    """The short name of ``label`` (its first lemma, e.g. ``"tench"``) for text prompts."""
+    return class_name(label).split(",")[0].strip()
+
+
+def label_from_name(name: str) -> int:
+    """The label of a class given by a name, a lemma or a WordNet id (case-insensitive).
+
+    Args:
+      name: a full name (``"tench, Tinca tinca"``), any single lemma (``"Tinca tinca"``) or a
+        WordNet id.
+
+    Returns:
+      The int label.
+
+    Raises:
+      UnknownClassError: if no class has that name, or if the name is ambiguous (e.g.
+        ``"crane"`` names a bird and a machine); the message lists the candidates.
+    """
+    if not isinstance(name, str):
+        raise UnknownClassError(f"name: expected a str, got {type(name).__name__}")
+    if name in _wnid_index():
+        return _wnid_index()[name]
+    key = " ".join(name.strip().lower().split())
+    labels = _name_index().get(key)
+    if not labels:
+        raise UnknownClassError(f"name: {name!r} is not the name of an ILSVRC2012 class")
+    if len(labels) > 1:
+        cands = "; ".join(f"{i} {label_to_wnid(i)} ({class_name(i)})" for i in labels)
+        raise UnknownClassError(
+            f"name: {name!r} is ambiguous, it names {len(labels)} classes: {cands}; "
+            "pass the full name or the WordNet id"
+        )
+    return labels[0]

@@ -1,0 +1,241 @@
+"""Run N processes of one program on this machine as a multi-process JAX job.
+
+Each process gets ``JAX_COORDINATOR_ADDRESS`` (a free localhost port), ``JAX_NUM_PROCESSES``,
+``JAX_PROCESS_ID`` (read by `synthaug.tpu_launch.initialize`) and, on CPU,
+``XLA_FLAGS=--xla_force_host_platform_device_count=K`` so that it sees K devices. Their
+output is streamed line by line with a ``[pI]`` prefix. When one process fails, the others
+are stopped and the launcher returns that process's exit code; no child outlives it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import IO
+
+from .distributed import ENV_COORDINATOR_ADDRESS, ENV_NUM_PROCESSES, ENV_PROCESS_ID
+
+__all__ = ["TIMEOUT_EXIT_CODE", "child_environment", "free_port", "launch_local"]
+
+#: Exit code when the job runs past its timeout (as coreutils ``timeout``).
+TIMEOUT_EXIT_CODE = 124
+
+_DEVICE_COUNT_FLAG = re.compile(r"--xla_force_host_platform_device_count=\S*")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def child_environment(
+    base: Mapping[str, str],
+    *,
+    process_id: int,
+    num_processes: int,
+    coordinator_address: str,
+    devices_per_process: int | None,
+    platform: str | None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of one launched process.
+
+    Args:
+      base: the environment to start from (usually `os.environ`).
+      process_id: index of the process.
+      num_processes: number of processes.
+      coordinator_address: ``host:port`` of process 0.
+      devices_per_process: CPU devices per process (sets
+        ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``), or ``None`` to leave it.
+      platform: value for ``JAX_PLATFORMS`` (e.g. ``"cpu"``), or ``None`` to leave it.
+      extra: further variables, applied last.
+
+    Returns:
+      A new environment dict.
+    """
+    env = dict(base)
+    env[ENV_COORDINATOR_ADDRESS] = coordinator_address
+    env[ENV_NUM_PROCESSES] = str(num_processes)
+    env[ENV_PROCESS_ID] = str(process_id)
+    env["PYTHONUNBUFFERED"] = "1"
+    if devices_per_process is not None:
+        flags = _DEVICE_COUNT_FLAG.sub("", env.get("XLA_FLAGS", "")).split()
+        flags.append(f"--xla_force_host_platform_device_count={int(devices_per_process)}")
+        env["XLA_FLAGS"] = " ".join(flags)
+    if platform is not None:
+        env["JAX_PLATFORMS"] = platform
+    if extra:
+        env.update(extra)
+    return env
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Ask Linux to SIGKILL this child if the launcher dies (no orphans on a crash)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def _pump(stream: IO[bytes], prefix: str, out: IO[str], lock: threading.Lock) -> None:
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        with lock:
+            out.write(f"{prefix}{line}\n")
+            out.flush()
+    stream.close()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    if proc.poll() is not None:
+        # The leader is gone; its group may still hold grandchildren.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        return
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+
+
+def _stop_all(procs: Sequence[subprocess.Popen[bytes]], grace_period: float) -> None:
+    for p in procs:
+        if p.poll() is None:
+            _signal_group(p, signal.SIGTERM)
+    deadline = time.monotonic() + grace_period
+    for p in procs:
+        remaining = max(0.0, deadline - time.monotonic())
+        try:
+            p.wait(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            pass
+    for p in procs:
+        _signal_group(p, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=5.0)
+
+
+def launch_local(
+    command: Sequence[str],
+    *,
+    num_processes: int,
+    devices_per_process: int | None = 1,
+    port: int | None = None,
+    platform: str | None = "cpu",
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    grace_period: float = 5.0,
+    out: IO[str] | None = None,
+) -> int:
+    """Start ``num_processes`` copies of ``command`` as one multi-process JAX job.
+
+    Args:
+      command: program and arguments, e.g. ``[sys.executable, "train.py"]``.
+      num_processes: number of processes (>= 1).
+      devices_per_process: CPU devices each process gets (``None``: leave ``XLA_FLAGS``).
+      port: coordinator port on localhost (default: a free port).
+      platform: ``JAX_PLATFORMS`` for the children (default ``"cpu"``; ``None`` leaves it).
+      env: extra environment variables for every process.
+      timeout: seconds after which every process is stopped (default: no limit).
+      grace_period: seconds between SIGTERM and SIGKILL when stopping processes.
+      out: text stream for the prefixed output (default `sys.stdout`).
+
+    Returns:
+      0 if every process exited with 0; otherwise the exit code of the first process that
+      failed (a signal ``-N`` is reported as ``128 + N``), or `TIMEOUT_EXIT_CODE` on timeout.
+
+    Raises:
+      ValueError: an empty command or a non-positive process or device count.
+      FileNotFoundError: the program does not exist.
+    """
+    if not command:
+        raise ValueError("command must name a program to run, got an empty command")
+    if num_processes < 1:
+        raise ValueError(f"num_processes must be >= 1, got {num_processes}")
+    if devices_per_process is not None and devices_per_process < 1:
+        raise ValueError(f"devices_per_process must be >= 1, got {devices_per_process}")
+    out = sys.stdout if out is None else out
+    port = free_port() if port is None else int(port)
+    address = f"127.0.0.1:{port}"
+    lock = threading.Lock()
+
+    def note(msg: str) -> None:
+        with lock:
+            out.write(f"[synthaug-launch] {msg}\n")
+            out.flush()
+
+    procs: list[subprocess.Popen[bytes]] = []
+    threads: list[threading.Thread] = []
+    try:
+        # Start every process before any reader thread (preexec_fn and threads do not mix).
+        for i in range(num_processes):
+            child_env = child_environment(
+                os.environ,
+                process_id=i,
+                num_processes=num_processes,
+                coordinator_address=address,
+                devices_per_process=devices_per_process,
+                platform=platform,
+                extra=env,
+            )
+            procs.append(
+                subprocess.Popen(
+                    list(command),
+                    env=child_env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
+            )
+        width = len(str(num_processes - 1))
+        for i, p in enumerate(procs):
+            assert p.stdout is not None
+            t = threading.Thread(
+                target=_pump, args=(p.stdout, f"[p{i:0{width}d}] ", out, lock), daemon=True
+            )
+            t.start()
+            threads.append(t)
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            codes = [p.poll() for p in procs]
+            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+            if failed:
+                i, code = failed[0]
+                others = sum(c is None for c in codes)
+                note(
+                    f"process {i} exited with code {code}"
+                    + (f"; stopping the other {others}" if others else "")
+                )
+                _stop_all(procs, grace_period)
+                return 128 - code if code < 0 else code  # type: ignore[operator]
+            if all(c == 0 for c in codes):
+                return 0
+            if deadline is not None and time.monotonic() > deadline:
+                note(f"timeout after {timeout:g} s; stopping all processes")
+                _stop_all(procs, grace_period)
+                return TIMEOUT_EXIT_CODE
+            time.sleep(0.05)
+    finally:
+        _stop_all(procs, grace_period)
+        for t in threads:
+            t.join(timeout=5.0)
