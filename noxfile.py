@@ -1,11 +1,11 @@
 """Every check and job of synthaug runs through nox.
 
-    nox -s tests                      # every package in its own venv, then the integration tests
-    nox -s "unit(pkg='samplers')"     # one package's unit tests, in a venv holding only it
-    nox -s integration                # tests_integration/ with every package installed
-    nox -s lint                       # ruff check, ruff format --check, tools/check_workspace.py
-    nox -s demo                       # the main job on the embedded digits data
-    nox -s bench [-- --quick]         # benchmarks against their peers, writes bench/RESULTS.md
+nox -s tests                      # every package in its own venv, then the integration tests
+nox -s "unit(pkg='samplers')"     # one package's unit tests, in a venv holding only it
+nox -s integration                # tests_integration/ with every package installed
+nox -s lint                       # ruff check, ruff format --check, tools/check_workspace.py
+nox -s demo                       # the main job on the embedded digits data
+nox -s bench [-- --quick]         # benchmarks against their peers, writes bench/RESULTS.md
 """
 
 from __future__ import annotations
@@ -46,9 +46,12 @@ def _synthaug_deps(pkg: str) -> list[str]:
     return seen
 
 
-def _install_local(session: nox.Session, pkgs: list[str], extras: str = "test") -> None:
-    """Install local packages (not editable: the wheel is what users get)."""
-    args = [f"{PACKAGES_DIR / p}[{extras}]" if extras else str(PACKAGES_DIR / p) for p in pkgs]
+def _install_local(session: nox.Session, pkgs: list[str], *, with_test: str | None = None) -> None:
+    """Install local packages (not editable: the wheel is what users get).
+
+    ``with_test`` names the one package whose ``test`` extra is installed too.
+    """
+    args = [f"{PACKAGES_DIR / p}[test]" if p == with_test else str(PACKAGES_DIR / p) for p in pkgs]
     if session.venv_backend == "uv":
         # uv caches local builds by pyproject mtime; force a rebuild of our own packages.
         for p in pkgs:
@@ -69,8 +72,7 @@ def _pytest_args(session: nox.Session) -> list[str]:
 def unit(session: nox.Session, pkg: str) -> None:
     """One package's unit tests in a venv that holds only it and its declared dependencies."""
     deps = _synthaug_deps(pkg)
-    _install_local(session, [pkg] + deps, extras="")
-    _install_local(session, [pkg], extras="test")
+    _install_local(session, [pkg, *deps], with_test=pkg)
     session.chdir(PACKAGES_DIR / pkg)
     session.run("pytest", "tests", *_pytest_args(session), env=TEST_ENV)
 
@@ -78,7 +80,7 @@ def unit(session: nox.Session, pkg: str) -> None:
 @nox.session(python=PYTHON)
 def integration(session: nox.Session) -> None:
     """Cross-package tests: the pipeline end to end at toy scale, the workspace checker."""
-    _install_local(session, PACKAGES, extras="")
+    _install_local(session, PACKAGES)
     session.install("pytest>=8.0", "pytest-xdist>=3.5")
     session.run("pytest", "tests_integration", *_pytest_args(session), env=TEST_ENV)
 
@@ -103,7 +105,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
     """The main job: the paper's pipeline at toy scale on the embedded digits data."""
-    _install_local(session, PACKAGES, extras="")
+    _install_local(session, PACKAGES)
     args = session.posargs or []
     session.run("synthaug", "demo", "--out", "demo_out", *args, env={"TF_CPP_MIN_LOG_LEVEL": "2"})
 

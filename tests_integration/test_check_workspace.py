@@ -47,7 +47,9 @@ def test_real_repository_passes():
 
 def test_valid_workspace_passes(workspace):
     assert cw.check(workspace) == []
-    out = subprocess.run([sys.executable, str(SCRIPT), str(workspace)], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), str(workspace)], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout
 
 
@@ -56,7 +58,9 @@ def test_undeclared_import_fails(workspace):
     mod.write_text("from synthaug.classifiers import resnet\n")
     problems = cw.check(workspace)
     assert any("metrics" in p and "does not declare synthaug-classifiers" in p for p in problems)
-    out = subprocess.run([sys.executable, str(SCRIPT), str(workspace)], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), str(workspace)], capture_output=True, text=True
+    )
     assert out.returncode == 1 and "synthaug-classifiers" in out.stdout
 
 
@@ -91,7 +95,9 @@ def test_namespace_init_fails(workspace):
 
 
 def test_tensorflow_in_model_package_fails(workspace):
-    (workspace / "packages/metrics/src/synthaug/metrics/io.py").write_text("import tensorflow as tf\n")
+    (workspace / "packages/metrics/src/synthaug/metrics/io.py").write_text(
+        "import tensorflow as tf\n"
+    )
     assert any("metrics: imports tensorflow" in p for p in cw.check(workspace))
     # ... but the data layer may use it.
     (workspace / "packages/imagenet-data/src/synthaug/imagenet_data/io.py").write_text(

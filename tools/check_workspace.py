@@ -122,7 +122,9 @@ def check(root: pathlib.Path) -> list[str]:
             continue
         dist, deps = declared_deps(p / "pyproject.toml")
         if dist != f"synthaug-{pkg}":
-            problems.append(f"packages/{pkg}: distribution name is {dist!r}, expected 'synthaug-{pkg}'")
+            problems.append(
+                f"packages/{pkg}: distribution name is {dist!r}, expected 'synthaug-{pkg}'"
+            )
         graph[pkg] = deps
         for d in sorted(deps - set(packages)):
             problems.append(f"packages/{pkg}: declares synthaug-{d}, which is not a package here")
@@ -146,7 +148,9 @@ def check(root: pathlib.Path) -> list[str]:
                 continue
             target = mod_to_pkg.get(mod)
             if target is None:
-                problems.append(f"packages/{pkg}: imports unknown synthaug.{mod} ({sorted(where)[0]})")
+                problems.append(
+                    f"packages/{pkg}: imports unknown synthaug.{mod} ({sorted(where)[0]})"
+                )
             elif target != pkg and target not in deps:
                 problems.append(
                     f"packages/{pkg}: imports synthaug.{mod} ({sorted(where)[0]}) but does not "

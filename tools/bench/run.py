@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run every benchmark entry and write bench/results.json and bench/RESULTS.md.
 
-    python tools/bench/run.py [--quick] [--only NAME ...]
+python tools/bench/run.py [--quick] [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -28,8 +28,21 @@ def _versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {"python": platform.python_version()}
-    for dist in ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "tensorflow-cpu", "torch",
-                 "torchvision", "pytorch-fid", "timm", "diffusers", "pillow"):
+    for dist in (
+        "jax",
+        "jaxlib",
+        "flax",
+        "optax",
+        "numpy",
+        "scipy",
+        "tensorflow-cpu",
+        "torch",
+        "torchvision",
+        "pytorch-fid",
+        "timm",
+        "diffusers",
+        "pillow",
+    ):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -80,7 +93,11 @@ def render_markdown(meta: dict, results: list[dict], errors: dict[str, str]) -> 
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        tgt = "—" if r["target"] is None else ("≤ " if r["lower_is_better"] else "≥ ") + _fmt(r["target"])
+        tgt = (
+            "—"
+            if r["target"] is None
+            else ("≤ " if r["lower_is_better"] else "≥ ") + _fmt(r["target"])
+        )
         met = {True: "yes", False: "**no**", None: "—"}[r["met"]]
         lines.append(
             f"| {r['name']} | {r['metric']} | {_fmt(r['value'])} {r['unit']} | {r['peer'] or '—'} | "
@@ -122,8 +139,16 @@ def main(argv=None) -> int:
             results.append(d)
             print(
                 f"   {r.name}: {r.metric} = {_fmt(r.value)} {r.unit}"
-                + (f"; peer {r.peer} = {_fmt(r.peer_value)}; ratio {_fmt(r.ratio, 3)}" if r.peer else "")
-                + (f"; target {'<=' if r.lower_is_better else '>='} {r.target} met={r.met}" if r.target is not None else ""),
+                + (
+                    f"; peer {r.peer} = {_fmt(r.peer_value)}; ratio {_fmt(r.ratio, 3)}"
+                    if r.peer
+                    else ""
+                )
+                + (
+                    f"; target {'<=' if r.lower_is_better else '>='} {r.target} met={r.met}"
+                    if r.target is not None
+                    else ""
+                ),
                 flush=True,
             )
     meta = {
@@ -133,7 +158,10 @@ def main(argv=None) -> int:
         "versions": _versions(),
     }
     out_dir = pathlib.Path(args.out)
-    _atomic_write(out_dir / "results.json", json.dumps({**meta, "results": results, "errors": errors}, indent=2))
+    _atomic_write(
+        out_dir / "results.json",
+        json.dumps({**meta, "results": results, "errors": errors}, indent=2),
+    )
     _atomic_write(out_dir / "RESULTS.md", render_markdown(meta, results, errors))
     print(f"wrote {out_dir / 'results.json'} and {out_dir / 'RESULTS.md'}")
     return 1 if errors else 0
