@@ -166,3 +166,20 @@ def test_validated_config_is_locked():
     assert isinstance(cfg, ml_collections.ConfigDict)
     with pytest.raises(AttributeError):
         cfg.new_key = 1
+
+
+@pytest.mark.parametrize("spec", [s for s in ALL_SPECS if s.startswith("paper/")])
+def test_paper_config_names_exist_in_the_leaf_packages(spec):
+    from synthaug import classifiers, diffusion_core, text_encoder
+
+    raw = config_lib.load_config_file(spec)
+    cfg = config_lib.load_config(spec, raw.stage)
+    if cfg.stage == "train-classifier":
+        assert cfg.model.name in classifiers.MODEL_NAMES
+    if cfg.stage == "finetune":
+        diffusion_core.get_preset(cfg.model.preset)
+    if cfg.stage in ("finetune", "sample"):
+        text_encoder.get_config(cfg.text.encoder)
+    if cfg.stage == "sample":
+        for key in ("base", "sr1", "sr2"):
+            diffusion_core.get_preset(cfg[key].preset)

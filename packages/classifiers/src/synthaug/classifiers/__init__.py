@@ -1,8 +1,113 @@
-"""synthaug.classifiers: ResNet, ViT and DeiT in Flax, the paper's training recipes, data-parallel training and exact evaluation."""
+"""synthaug.classifiers: ResNet, ViT and DeiT in Flax, the paper's training recipes,
+data-parallel training and exact evaluation."""
 
 from importlib import metadata as _metadata
+
+from synthaug.classifiers.augment import (
+    RANDAUGMENT_OPS,
+    mixup_cutmix,
+    rand_augment,
+    random_erasing,
+    random_flip,
+    random_pad_crop,
+)
+from synthaug.classifiers.checkpoint import Checkpointer
+from synthaug.classifiers.models import (
+    MODEL_NAMES,
+    count_params,
+    default_image_size,
+    get_model,
+    init_shapes,
+    model_kwargs,
+)
+from synthaug.classifiers.recipes import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    deit_recipe,
+    demo_recipe,
+    peak_learning_rate,
+    resnet_recipe,
+    validate_config,
+)
+from synthaug.classifiers.resnet import ResNet
+from synthaug.classifiers.torch_import import (
+    CheckpointFormatError,
+    convert_state_dict,
+    detect_layout,
+    load_state_dict,
+    load_torch_weights,
+    read_pth,
+    read_safetensors,
+)
+from synthaug.classifiers.train import (
+    TrainState,
+    create_train_state,
+    epoch_permutation,
+    evaluate,
+    fit,
+    learning_rate_schedule,
+    make_eval_step,
+    make_feature_fn,
+    make_optimizer,
+    make_train_step,
+    model_from_config,
+    num_steps,
+    predict_features,
+    prepare_images,
+    shard_batch,
+    weight_decay_mask,
+)
+from synthaug.classifiers.vit import VisionTransformer
 
 try:
     __version__ = _metadata.version("synthaug-classifiers")
 except _metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "MODEL_NAMES",
+    "RANDAUGMENT_OPS",
+    "CheckpointFormatError",
+    "Checkpointer",
+    "ResNet",
+    "TrainState",
+    "VisionTransformer",
+    "convert_state_dict",
+    "count_params",
+    "create_train_state",
+    "default_image_size",
+    "deit_recipe",
+    "demo_recipe",
+    "detect_layout",
+    "epoch_permutation",
+    "evaluate",
+    "fit",
+    "get_model",
+    "init_shapes",
+    "learning_rate_schedule",
+    "load_state_dict",
+    "load_torch_weights",
+    "make_eval_step",
+    "make_feature_fn",
+    "make_optimizer",
+    "make_train_step",
+    "mixup_cutmix",
+    "model_from_config",
+    "model_kwargs",
+    "num_steps",
+    "peak_learning_rate",
+    "predict_features",
+    "prepare_images",
+    "rand_augment",
+    "random_erasing",
+    "random_flip",
+    "random_pad_crop",
+    "read_pth",
+    "read_safetensors",
+    "resnet_recipe",
+    "shard_batch",
+    "validate_config",
+    "weight_decay_mask",
+]

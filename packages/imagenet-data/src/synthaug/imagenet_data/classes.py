@@ -46,14 +46,18 @@ def _wnid_index() -> dict[str, int]:
 
 
 @functools.lru_cache(maxsize=1)
-def _name_index() -> dict[str, list[int]]:
-    """Lower-cased full names, short names and every lemma -> labels that carry it."""
-    index: dict[str, list[int]] = {}
+def _name_indices() -> tuple[dict[str, list[int]], ...]:
+    """Lower-cased full names, short names and lemmas -> labels, in order of precedence."""
+    full: dict[str, list[int]] = {}
+    short: dict[str, list[int]] = {}
+    lemma: dict[str, list[int]] = {}
     for label, names in enumerate(_table()[1]):
-        keys = [names.lower()] + [lemma.strip().lower() for lemma in names.split(",")]
-        for key in dict.fromkeys(keys):
-            index.setdefault(key, []).append(label)
-    return index
+        lemmas = [x.strip().lower() for x in names.split(",")]
+        full.setdefault(names.lower(), []).append(label)
+        short.setdefault(lemmas[0], []).append(label)
+        for x in dict.fromkeys(lemmas):
+            lemma.setdefault(x, []).append(label)
+    return full, short, lemma
 
 
 def wnids() -> tuple[str, ...]:
@@ -120,8 +124,10 @@ def label_from_name(name: str) -> int:
     """The label of a class given by a name, a lemma or a WordNet id (case-insensitive).
 
     Args:
-      name: a full name (``"tench, Tinca tinca"``), any single lemma (``"Tinca tinca"``) or a
-        WordNet id.
+      name: a full name (``"tench, Tinca tinca"``), a short name (``"tench"``), any single
+        lemma (``"Tinca tinca"``) or a WordNet id. Full names take precedence over short
+        names, and short names over other lemmas (``"partridge"`` is class 86, whose short
+        name it is, not class 82 that lists it second).
 
     Returns:
       The int label.
@@ -135,13 +141,17 @@ def label_from_name(name: str) -> int:
     if name in _wnid_index():
         return _wnid_index()[name]
     key = " ".join(name.strip().lower().split())
-    labels = _name_index().get(key)
+    labels = None
+    for index in _name_indices():
+        labels = index.get(key)
+        if labels:
+            break
     if not labels:
         raise UnknownClassError(f"name: {name!r} is not the name of an ILSVRC2012 class")
     if len(labels) > 1:
         cands = "; ".join(f"{i} {label_to_wnid(i)} ({class_name(i)})" for i in labels)
         raise UnknownClassError(
             f"name: {name!r} is ambiguous, it names {len(labels)} classes: {cands}; "
-            "pass the full name or the WordNet id"
+            "pass the WordNet id"
         )
     return labels[0]

@@ -151,6 +151,22 @@ def _conv_relu(x, kernel, bias, strides, padding):
     return jax.nn.relu(y + bias.astype(x.dtype))
 
 
+class Linear(nn.Module):
+    """``y = x @ kernel (+ bias)``; the bias parameter exists either way."""
+
+    features: int
+    use_bias: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param(
+            "kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features), jnp.float32
+        )
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        y = jnp.dot(x, kernel, precision=jax.lax.Precision.HIGHEST)
+        return y + bias if self.use_bias else y
+
+
 class _Block(nn.Module):
     """Base for the mixed blocks: 1x1 convs that read the same input run as one conv."""
 
@@ -288,11 +304,14 @@ class FIDInception(nn.Module):
       normalize_input: map inputs from [0, 1] to [-1, 1] (``2 * x - 1``).
       fuse_1x1: run the 1x1 convs of a block that read the same input as one conv (same
         numbers, fewer and larger matmuls).
+      logits_bias: add the classifier bias to the logits. The Inception Score of the
+        published tables (improved-GAN code, ADM evaluator) uses ``pool3 @ W`` without it.
     """
 
     resize_input: bool = True
     normalize_input: bool = True
     fuse_1x1: bool = True
+    logits_bias: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -330,7 +349,7 @@ class FIDInception(nn.Module):
         x = InceptionE(f, pool="avg", name="Mixed_7b")(x)
         x = InceptionE(f, pool="max", name="Mixed_7c")(x)
         pool3 = jnp.mean(x, axis=(1, 2))
-        logits = nn.Dense(NUM_LOGITS, name="fc", precision=jax.lax.Precision.HIGHEST)(pool3)
+        logits = Linear(NUM_LOGITS, use_bias=self.logits_bias, name="fc")(pool3)
         return pool3, logits
 
 
@@ -446,7 +465,11 @@ def load_fid_inception(path: str | os.PathLike | Mapping[str, Any]) -> dict[str,
 
 
 def make_feature_fn(
-    params: Mapping[str, Any], *, batch_size: int = 64, fuse_1x1: bool = True
+    params: Mapping[str, Any],
+    *,
+    batch_size: int = 64,
+    fuse_1x1: bool = True,
+    logits_bias: bool = True,
 ) -> Callable[[Any], tuple[jax.Array, jax.Array]]:
     """Builds a jitted feature extractor over any number of images.
 
@@ -455,6 +478,8 @@ def make_feature_fn(
       batch_size: images per compiled call; larger inputs are processed in chunks of this
         size (the last, smaller chunk compiles once more).
       fuse_1x1: see :class:`FIDInception`.
+      logits_bias: add the classifier bias to the logits; pass False for the logits of the
+        published Inception Scores (see :func:`synthaug.metrics.inception_score`).
 
     Returns:
       ``fn(images) -> (pool3 [N, 2048], logits [N, 1008])`` (float32 JAX arrays), where
@@ -462,7 +487,7 @@ def make_feature_fn(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    model = FIDInception(fuse_1x1=fuse_1x1)
+    model = FIDInception(fuse_1x1=fuse_1x1, logits_bias=logits_bias)
     device_params = jax.device_put({"params": params})
 
     @jax.jit

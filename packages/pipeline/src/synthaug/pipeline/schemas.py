@@ -18,8 +18,8 @@ __all__ = ["SCHEMAS", "STAGES", "get_schema"]
 def _text() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         {
-            # synthaug.text_encoder config name ("t5_v1_1_xxl", "tiny", ...).
-            "encoder": "t5_v1_1_xxl",
+            # synthaug.text_encoder preset ("xxl" for Imagen, "tiny" for toy runs).
+            "encoder": "xxl",
             # Encoder weights (HF safetensors file or directory, t5x/orbax checkpoint);
             # "" initialises the encoder at random from `seed` (toy runs only).
             "checkpoint": "",
@@ -76,10 +76,6 @@ def finetune_schema() -> ml_collections.ConfigDict:
             "log_every": 100,
         }
     )
-    # Checkpoint selection: FID of `num_samples` samples against the reference statistics.
-    c.select = ml_collections.ConfigDict(
-        {"num_samples": 10_000, "reference": "", "inception_checkpoint": ""}
-    )
     c.hardware = ""
     c.paper = ml_collections.ConfigDict({"fid": -1.0, "note": ""})
     return c
@@ -96,7 +92,7 @@ def _cascade_stage(preset: str, enabled: bool = True) -> ml_collections.ConfigDi
             "guidance": 1.0,  # Imagen convention: 1.0 is no guidance
             "log_var_mix": 0.0,
             "aug_level": 0.0,
-            "threshold_percentile": 0.995,
+            "threshold_percentile": 99.5,
         }
     )
 
@@ -144,7 +140,7 @@ def classifier_schema() -> ml_collections.ConfigDict:
     )
     c.train = ml_collections.ConfigDict(
         {
-            "recipe": "resnet",  # "resnet" (Goyal et al.), "deit" or "vit" (big_vision)
+            "recipe": "resnet",  # "resnet" (Goyal et al.), "deit", "vit" (big_vision) or "demo"
             "optimizer": "sgd",  # "sgd" or "adamw"
             "epochs": 90,
             "batch_size": 1024,

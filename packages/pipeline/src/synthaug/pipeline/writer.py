@@ -15,6 +15,14 @@ from synthaug.pipeline.io import write_json
 __all__ = ["MetricWriter", "StageTimer", "read_metrics"]
 
 
+def _scalar_metadata():
+    from tensorflow.core.framework import summary_pb2
+
+    return summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+    )
+
+
 class MetricWriter:
     """Writes scalars as TensorBoard event files (``tf.summary``) and a ``metrics.json``.
 
@@ -47,7 +55,10 @@ class MetricWriter:
 
             with self._tb.as_default(step=int(step)):
                 for k, v in clean.items():
-                    tf.summary.scalar(k, v)
+                    # What tf.summary.scalar writes, without needing the tensorboard package.
+                    tf.summary.write(
+                        k, tf.constant(v, tf.float32), step=int(step), metadata=_scalar_metadata()
+                    )
         last = self._summary.setdefault("scalars", {})
         for k, v in clean.items():
             last[k] = {"step": int(step), "value": v if math.isfinite(v) else None}

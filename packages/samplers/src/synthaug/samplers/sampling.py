@@ -84,7 +84,7 @@ def ddpm_sample(
         cached per ``model_fn`` (by equality), shape and static options.
       schedule: the model's full discrete schedule.
       shape: output shape ``[B, ...]`` (e.g. ``[B, H, W, C]``).
-      rng: a ``jax.random`` key.
+      rng: a ``jax.random`` key (may be ``None`` when ``noise`` is given).
       cond: conditioning dict, arrays with leading dimension ``B`` (``text_emb``,
         ``text_mask``, ``lowres``, ``aug_level``, ...). Guidance needs ``text_emb``.
       guidance_scale: classifier-free guidance weight ``w`` (1 = off: one call on batch B;
@@ -227,6 +227,8 @@ def _sample(
             f"guidance_scale={guidance_scale} needs cond['text_emb']; cond has keys {sorted(cond)}"
         )
     num = len(coefs.times)
+    if noise is None and rng is None:
+        raise ValueError("rng must be a jax.random key unless noise is given")
     if noise is not None:
         noise = jnp.asarray(noise, jnp.float32)
         if noise.shape != (num + 1, *shape):
@@ -288,15 +290,15 @@ def _sample_jit(
 ):
     batch = shape[0]
     num = steps.times.shape[0]
-    key_init, key_steps = jax.random.split(rng)
 
     def constrain(x):
         return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
 
     if noise is None:
+        key_init, key_steps = jax.random.split(rng)
         x_init = jax.random.normal(key_init, shape, jnp.float32)
         step_noise = None
-    else:
+    else:  # rng is unused
         x_init, step_noise = noise[0], noise[1:]
     x_init = constrain(x_init)
 

@@ -284,7 +284,7 @@ def init_params(config, rng: jax.Array) -> dict:
     """
     model = T5Encoder.from_config(config)
     ids = jnp.zeros((1, 4), jnp.int32)
-    return model.init(rng, ids, jnp.ones((1, 4), bool))["params"]
+    return jax.jit(model.init)(rng, ids, jnp.ones((1, 4), bool))["params"]
 
 
 def param_shapes(config) -> dict:

@@ -52,6 +52,9 @@ _TPU_ENV_VARS = (
     "TPU_NAME",
 )
 _GOOGLE_PCI_VENDOR = "0x1ae0"
+# PCI device ids of TPU chips (v3, v4, v5p, v5e, v6e, ...); Google's other PCI devices (gVNIC
+# network cards, for one) share the vendor id, so the device id must be checked too.
+_TPU_PCI_DEVICES = frozenset({"0x0027", "0x0056", "0x005e", "0x0062", "0x0063", "0x006f", "0x0076"})
 
 _CLUSTERS = ("auto", "single", "explicit", "tpu")
 
@@ -107,7 +110,7 @@ def tpu_vm_detected(environ: Mapping[str, str] | None = None) -> bool:
     """Whether this process runs on a Cloud TPU VM (or in a TPU container on GKE).
 
     Looks for the TPU environment variables that Cloud TPU sets, then for TPU devices
-    (``/dev/accel*``, or a PCI device of Google's vendor id).
+    (``/dev/accel*``, or a PCI device with the vendor and device id of a TPU chip).
 
     Args:
       environ: the environment to inspect (default `os.environ`).
@@ -126,7 +129,10 @@ def tpu_vm_detected(environ: Mapping[str, str] | None = None) -> bool:
     for vendor_path in glob.glob("/sys/bus/pci/devices/*/vendor"):
         try:
             with open(vendor_path) as f:
-                if f.read().strip() == _GOOGLE_PCI_VENDOR:
+                if f.read().strip() != _GOOGLE_PCI_VENDOR:
+                    continue
+            with open(os.path.join(os.path.dirname(vendor_path), "device")) as f:
+                if f.read().strip() in _TPU_PCI_DEVICES:
                     return True
         except OSError:
             continue
@@ -186,8 +192,12 @@ def detect_settings(
             arg_v = None if arg_value is None else _check_address(str(arg_value), source="argument")
             env_v = None if env_raw is None else _check_address(env_raw, source=env_names[key])
         else:
-            arg_v = None if arg_value is None else _parse_int(arg_value, name=key, source="argument")
-            env_v = None if env_raw is None else _parse_int(env_raw, name=key, source=env_names[key])
+            arg_v = (
+                None if arg_value is None else _parse_int(arg_value, name=key, source="argument")
+            )
+            env_v = (
+                None if env_raw is None else _parse_int(env_raw, name=key, source=env_names[key])
+            )
         if arg_v is not None and env_v is not None and arg_v != env_v:
             raise DistributedSettingsError(
                 f"{key}={arg_v!r} contradicts the environment variable "
@@ -348,7 +358,7 @@ def _same_request(new: DistributedSettings, old: DistributedSettings) -> bool:
         return new.local_device_ids in (None, old.local_device_ids)
     if new.mode != old.mode:
         return False
-    if new.mode == "tpu":
+    if new.mode in ("single", "tpu"):
         return new.local_device_ids in (None, old.local_device_ids)
     return (
         new.coordinator_address == old.coordinator_address

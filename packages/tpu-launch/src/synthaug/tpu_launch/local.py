@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -79,18 +80,22 @@ def child_environment(
     return env
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Ask Linux to SIGKILL this child if the launcher dies (no orphans on a crash)."""
-    if not sys.platform.startswith("linux"):
-        return
+# Runs in each child before the real program replaces it (exec keeps the pid): on Linux it
+# asks the kernel to SIGKILL the child when the launcher dies, so a crashed or killed
+# launcher leaves no orphans. (A preexec_fn would do the same but forces a plain fork of a
+# possibly multithreaded launcher.)
+_EXEC_WRAPPER = """\
+import os, signal, sys
+if sys.platform.startswith("linux"):
     try:
         import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if os.getppid() != int(sys.argv[1]):
+        sys.exit(137)
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
 
 
 def _pump(stream: IO[bytes], prefix: str, out: IO[str], lock: threading.Lock) -> None:
@@ -171,6 +176,9 @@ def launch_local(
         raise ValueError(f"num_processes must be >= 1, got {num_processes}")
     if devices_per_process is not None and devices_per_process < 1:
         raise ValueError(f"devices_per_process must be >= 1, got {devices_per_process}")
+    program = shutil.which(command[0], path=(env or {}).get("PATH", os.environ.get("PATH")))
+    if program is None:
+        raise FileNotFoundError(f"command {command[0]!r} is not an executable program")
     out = sys.stdout if out is None else out
     port = free_port() if port is None else int(port)
     address = f"127.0.0.1:{port}"
@@ -184,7 +192,7 @@ def launch_local(
     procs: list[subprocess.Popen[bytes]] = []
     threads: list[threading.Thread] = []
     try:
-        # Start every process before any reader thread (preexec_fn and threads do not mix).
+        wrapper = [sys.executable, "-I", "-S", "-c", _EXEC_WRAPPER, str(os.getpid())]
         for i in range(num_processes):
             child_env = child_environment(
                 os.environ,
@@ -197,13 +205,12 @@ def launch_local(
             )
             procs.append(
                 subprocess.Popen(
-                    list(command),
+                    [*wrapper, program, *command[1:]],
                     env=child_env,
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,
                 )
             )
         width = len(str(num_processes - 1))

@@ -30,7 +30,8 @@ from .sharding import (
     gather_to_host0,
     host_local_to_global,
     host_shard_info,
-    sharded_init,
+    num_batch_slices,
+    shard_params,
     shardings_for,
 )
 
@@ -55,24 +56,27 @@ TINY_RULES: tuple[tuple[str, P], ...] = (
 IN_DIM, HIDDEN, OUT_DIM = 8, 16, 4
 
 
-def tiny_mlp_init(key: jax.Array) -> dict[str, dict[str, jax.Array]]:
-    """Parameters of an ``8 -> 16 -> 4`` MLP (tanh), from a `jax.random` key.
+def tiny_mlp_init(seed: int) -> dict[str, dict[str, np.ndarray]]:
+    """Parameters of an ``8 -> 16 -> 4`` MLP (tanh) as host numpy arrays.
+
+    Drawn with numpy from ``seed`` so that every host computes the same values without
+    compiling anything (each host then copies in only its own slices).
 
     Args:
-      key: a `jax.random` key.
+      seed: numpy seed.
 
     Returns:
-      ``{"dense1": {"kernel", "bias"}, "dense2": {"kernel", "bias"}}``.
+      ``{"dense1": {"kernel", "bias"}, "dense2": {"kernel", "bias"}}`` float32 arrays.
     """
-    k1, k2 = jax.random.split(key)
+    rng = np.random.default_rng(seed)
     return {
         "dense1": {
-            "kernel": jax.random.normal(k1, (IN_DIM, HIDDEN), jnp.float32) / np.sqrt(IN_DIM),
-            "bias": jnp.zeros((HIDDEN,), jnp.float32),
+            "kernel": (rng.standard_normal((IN_DIM, HIDDEN)) / np.sqrt(IN_DIM)).astype(np.float32),
+            "bias": np.zeros((HIDDEN,), np.float32),
         },
         "dense2": {
-            "kernel": jax.random.normal(k2, (HIDDEN, OUT_DIM), jnp.float32) / np.sqrt(HIDDEN),
-            "bias": jnp.zeros((OUT_DIM,), jnp.float32),
+            "kernel": (rng.standard_normal((HIDDEN, OUT_DIM)) / np.sqrt(HIDDEN)).astype(np.float32),
+            "bias": np.zeros((OUT_DIM,), np.float32),
         },
     }
 
@@ -118,7 +122,7 @@ def train_tiny(
       steps: number of SGD steps.
       global_batch: examples per step over all hosts.
       learning_rate: SGD step size.
-      seed: seed of the parameters and the data.
+      seed: seed of the parameters (and, plus one, of the data).
       rules: parameter sharding rules.
 
     Returns:
@@ -129,7 +133,7 @@ def train_tiny(
       ValueError: ``global_batch`` not divisible by the number of batch slices.
     """
     spec = batch_spec(mesh)
-    n_slices = int(np.prod([mesh.shape[a] for a in (spec[0] or ())])) if len(spec) else 1
+    n_slices = num_batch_slices(mesh, spec)
     index, count = host_shard_info(mesh, spec=spec)
     if global_batch % n_slices or global_batch % count:
         raise ValueError(
@@ -137,7 +141,7 @@ def train_tiny(
             f"mesh {dict(mesh.shape)}"
         )
     per_host = global_batch // count
-    params = sharded_init(tiny_mlp_init, rules, mesh, jax.random.key(seed))
+    params = shard_params(tiny_mlp_init(seed), rules, mesh)
     param_shardings = shardings_for(params, rules, mesh)
     data_sharding = NamedSharding(mesh, spec)
     replicated = NamedSharding(mesh, P())
@@ -185,9 +189,7 @@ def global_process_psum(mesh: Mesh) -> float:
     shards = sorted(local, key=lambda a: order[next(iter(a.devices()))])
     x = jax.make_array_from_single_device_arrays((n,), sharding, shards)
     total = jax.jit(
-        jax.shard_map(
-            lambda v: jax.lax.psum(v, axes), mesh=mesh, in_specs=P(axes), out_specs=P()
-        )
+        jax.shard_map(lambda v: jax.lax.psum(v, axes), mesh=mesh, in_specs=P(axes), out_specs=P())
     )(x)
     return float(np.asarray(total.addressable_data(0))[0])
 

@@ -26,6 +26,7 @@ __all__ = [
     "host_local_to_global",
     "host_shard_info",
     "match_rule",
+    "num_batch_slices",
     "param_paths",
     "partition_specs",
     "process_allgather",
@@ -249,12 +250,26 @@ def batch_spec(mesh: Mesh, *, data_axes: Sequence[str] = DATA_AXES) -> P:
     return P(axes) if axes else P()
 
 
+def num_batch_slices(mesh: Mesh, spec: P | None = None) -> int:
+    """Into how many slices ``spec`` (default `batch_spec`) splits a batch's leading dim.
+
+    Args:
+      mesh: the device mesh.
+      spec: the batch `PartitionSpec`.
+
+    Returns:
+      The product of the sizes of the mesh axes of the spec's first entry (1 if none).
+    """
+    spec = batch_spec(mesh) if spec is None else spec
+    if not len(spec) or spec[0] is None:
+        return 1
+    axes = spec[0] if isinstance(spec[0], tuple | list) else (spec[0],)
+    return int(np.prod([mesh.shape[a] for a in axes]))
+
+
 def _local_row_sets(mesh: Mesh, spec: P) -> tuple[dict[int, frozenset[int]], int]:
     sharding = NamedSharding(mesh, spec)
-    n_rows = 1
-    if len(spec) and spec[0] is not None:
-        axes = spec[0] if isinstance(spec[0], tuple | list) else (spec[0],)
-        n_rows = int(np.prod([mesh.shape[a] for a in axes]))
+    n_rows = num_batch_slices(mesh, spec)
     rows: dict[int, set[int]] = {}
     for device, index in sharding.devices_indices_map((n_rows,)).items():
         start, stop, _ = index[0].indices(n_rows)
@@ -341,16 +356,28 @@ def process_allgather(tree: Any) -> Any:
     Returns:
       The same pytree of numpy arrays holding the full global values.
     """
-    from jax.experimental import multihost_utils
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    out: list[Any] = [None] * len(leaves)
+    pending: list[tuple[int, jax.Array, NamedSharding]] = []
+    for i, x in enumerate(leaves):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            mesh = getattr(x.sharding, "mesh", None)
+            if mesh is None:
+                from jax.experimental import multihost_utils
 
-    def gather(x: Any) -> np.ndarray:
-        if isinstance(x, jax.Array):
-            if x.is_fully_addressable:
-                return np.asarray(jax.device_get(x))
-            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-        return np.asarray(x)
-
-    return jax.tree_util.tree_map(gather, tree)
+                out[i] = np.asarray(multihost_utils.process_allgather(x, tiled=True))
+            else:
+                pending.append((i, x, NamedSharding(mesh, P())))
+        else:
+            out[i] = np.asarray(jax.device_get(x))
+    if pending:
+        # One compiled identity replicates every remaining array (one compile, not one each).
+        replicated = jax.jit(lambda xs: xs, out_shardings=[s for _, _, s in pending])(
+            [x for _, x, _ in pending]
+        )
+        for (i, _, _), r in zip(pending, replicated, strict=True):
+            out[i] = np.asarray(r.addressable_data(0))
+    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def gather_to_host0(tree: Any) -> Any | None:

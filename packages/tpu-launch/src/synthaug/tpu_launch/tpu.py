@@ -140,7 +140,16 @@ def ssh_command(tpu: TpuSlice, remote_command: str) -> list[str]:
 
 def delete_command(tpu: TpuSlice) -> list[str]:
     """``gcloud compute tpus tpu-vm delete --quiet`` for ``tpu``."""
-    return [tpu.gcloud, "compute", "tpus", "tpu-vm", "delete", tpu.name, *tpu._location(), "--quiet"]
+    return [
+        tpu.gcloud,
+        "compute",
+        "tpus",
+        "tpu-vm",
+        "delete",
+        tpu.name,
+        *tpu._location(),
+        "--quiet",
+    ]
 
 
 def _project_packages(source: str) -> list[str]:

@@ -22,7 +22,7 @@ def get_config():
     c.workdir = "runs/base64_finetune"
     c.model = dict(preset="imagen_base_64", init_checkpoint="")
     c.data = dict(source="imagenet_tfds", data_dir="", split="train", per_class=0)
-    c.text = dict(encoder="t5_v1_1_xxl", checkpoint="", tokenizer="", max_length=128, cache="")
+    c.text = dict(encoder="xxl", checkpoint="", tokenizer="", max_length=128, cache="")
     c.train = dict(
         steps=210_000,
         batch_size=2048,
@@ -35,7 +35,6 @@ def get_config():
         checkpoint_every=5000,
         log_every=100,
     )
-    c.select = dict(num_samples=10_000, reference="", inception_checkpoint="")
     c.hardware = "256 TPU-v4 chips (v4-512), batch 2048"
     c.paper = dict(fid=1.21, note="64x64 FID 1.21 train / 2.51 val, IS 85.77")
     return c

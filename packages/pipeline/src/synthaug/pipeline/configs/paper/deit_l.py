@@ -24,7 +24,7 @@ def get_config(variant=None):
     c = ml_collections.ConfigDict()
     c.stage = "train-classifier"
     c.workdir = f"runs/deit_l_{variant}"
-    c.model = dict(name="deit_l", num_classes=1000, image_size=224)
+    c.model = dict(name="deit_large_patch16_224", num_classes=1000, image_size=224)
     c.data = dict(
         mode=variant,
         real=dict(source="imagenet_tfds", data_dir="", split="train"),

@@ -24,7 +24,7 @@ def get_config(variant=None):
     c = ml_collections.ConfigDict()
     c.stage = "train-classifier"
     c.workdir = f"runs/vit_s16_{variant}"
-    c.model = dict(name="vit_s16", num_classes=1000, image_size=224)
+    c.model = dict(name="vit_s16_224", num_classes=1000, image_size=224)
     c.data = dict(
         mode=variant,
         real=dict(source="imagenet_tfds", data_dir="", split="train"),

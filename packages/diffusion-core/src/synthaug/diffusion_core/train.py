@@ -1,0 +1,362 @@
+"""Training: the train state, optimizers, the jitted train step, EMA and the train loop."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from synthaug.diffusion_core.configs import is_super_resolution
+from synthaug.diffusion_core.diffusion import diffusion_loss, upsample_lowres
+from synthaug.diffusion_core.schedules import get_log_snr_fn
+
+Array = jnp.ndarray
+Batch = Mapping[str, Array]
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "NonFiniteLossError",
+    "TrainState",
+    "create_train_state",
+    "ema_update",
+    "freeze_labels",
+    "learning_rate_schedule",
+    "make_optimizer",
+    "make_train_step",
+    "param_path",
+    "train",
+]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss (or gradient norm) became NaN or Inf; the message names the step."""
+
+    def __init__(self, step: int, loss: float, grad_norm: float):
+        super().__init__(
+            f"non-finite loss at step {step} (loss={loss}, grad_norm={grad_norm}); training "
+            "stopped before the parameters, EMA or checkpoint were updated"
+        )
+        self.step = step
+
+
+@flax.struct.dataclass
+class TrainState:
+    """The whole training state, a pytree.
+
+    Attributes:
+      step: number of optimizer steps taken (int32 scalar).
+      params: the network parameters.
+      ema_params: their exponential moving average.
+      opt_state: the optimizer state.
+    """
+
+    step: Array
+    params: Any
+    ema_params: Any
+    opt_state: Any
+
+
+def param_path(path) -> str:
+    """A '/'-joined name of a pytree key path (e.g. ``down_0_res_0/conv_0/kernel``)."""
+    parts = []
+    for k in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(k, attr):
+                parts.append(str(getattr(k, attr)))
+                break
+        else:
+            parts.append(str(k))
+    return "/".join(parts)
+
+
+def freeze_labels(params: Any, patterns: Iterable[str]) -> Any:
+    """Label each parameter ``"frozen"`` (its path matches a regex) or ``"trainable"``."""
+    regexes = [re.compile(p) for p in patterns]
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: "frozen"
+        if any(r.search(param_path(path)) for r in regexes)
+        else "trainable",
+        params,
+    )
+
+
+def learning_rate_schedule(config) -> optax.Schedule:
+    """Linear warmup to the peak learning rate, then cosine decay (``config.optimizer``)."""
+    opt = config.optimizer
+    warmup = int(opt.warmup_steps)
+    decay = max(int(opt.decay_steps), warmup + 1)
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0,
+        peak_value=float(opt.learning_rate),
+        warmup_steps=warmup,
+        decay_steps=decay,
+        end_value=float(opt.end_learning_rate),
+    )
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+    """The optimizer of ``config.optimizer``: Adafactor (base) or Adam (SR).
+
+    Gradients are clipped by global norm (``grad_clip``), the learning rate follows
+    :func:`learning_rate_schedule`; parameters matching ``config.train.freeze`` get zero
+    updates (and no optimizer state).
+    """
+    opt = config.optimizer
+    lr = learning_rate_schedule(config)
+    name = opt.name
+    if name == "adam":
+        if opt.weight_decay:
+            base = optax.adamw(lr, b1=opt.b1, b2=opt.b2, eps=opt.eps,
+                               weight_decay=opt.weight_decay)
+        else:
+            base = optax.adam(lr, b1=opt.b1, b2=opt.b2, eps=opt.eps)
+    elif name == "adafactor":
+        base = optax.adafactor(learning_rate=lr, multiply_by_parameter_scale=False,
+                               weight_decay_rate=opt.weight_decay or None)
+    else:
+        raise ValueError(f"optimizer.name must be 'adam' or 'adafactor', got {name!r}")
+    parts = []
+    if opt.grad_clip:
+        parts.append(optax.clip_by_global_norm(float(opt.grad_clip)))
+    tx = optax.chain(*parts, base)
+    freeze = tuple(config.train.get("freeze", ()) or ())
+    if freeze:
+        tx = optax.multi_transform(
+            {"trainable": tx, "frozen": optax.set_to_zero()},
+            lambda params: freeze_labels(params, freeze),
+        )
+    return tx
+
+
+def ema_update(ema_params: Any, params: Any, *, decay: float, frozen: Any = None) -> Any:
+    """``ema <- decay * ema + (1 - decay) * params`` (frozen leaves keep their EMA)."""
+
+    def upd(e, p):
+        return (decay * e.astype(jnp.float32) + (1.0 - decay) * p.astype(jnp.float32)).astype(
+            e.dtype
+        )
+
+    if frozen is None:
+        return jax.tree.map(upd, ema_params, params)
+    return jax.tree.map(lambda e, p, lab: e if lab == "frozen" else upd(e, p),
+                        ema_params, params, frozen)
+
+
+def _init_inputs(model, config, batch: Batch):
+    x = jnp.asarray(batch["image"], jnp.float32)
+    b = x.shape[0]
+    t = jnp.zeros((b,), jnp.float32)
+    text_emb = batch.get("text_emb")
+    text_mask = batch.get("text_mask")
+    kw = {}
+    if is_super_resolution(config):
+        if "lowres" not in batch:
+            raise KeyError("batch['lowres']: a super-resolution model needs the low-res image")
+        kw["lowres"] = upsample_lowres(jnp.asarray(batch["lowres"], jnp.float32),
+                                       size=x.shape[1:3])
+        kw["aug_level"] = jnp.zeros((b,), jnp.float32)
+    return (x, t, text_emb, text_mask), kw
+
+
+def create_train_state(rng: jax.Array, model, config, sample_batch: Batch) -> TrainState:
+    """Initialise parameters, EMA (a copy) and optimizer state.
+
+    Args:
+      rng: key for the parameter initialisation.
+      model: the Flax module (from :func:`make_model`).
+      config: the full config (``optimizer``, ``train`` sections are used).
+      sample_batch: a batch with the shapes of training (only shapes matter; a batch of 1 is
+        enough).
+
+    Returns:
+      A :class:`TrainState` at step 0.
+    """
+    args, kw = _init_inputs(model, config, sample_batch)
+    params = jax.jit(lambda r, a, k: model.init(r, *a, **k)["params"])(rng, args, kw)
+    return state_from_params(params, config)
+
+
+def state_from_params(params: Any, config) -> TrainState:
+    """A step-0 :class:`TrainState` around given parameters (EMA = a copy of them)."""
+    tx = make_optimizer(config)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        ema_params=jax.tree.map(jnp.copy, params),
+        opt_state=tx.init(params),
+    )
+
+
+def make_train_step(model, config, *, donate: bool = False) -> Callable:
+    """One jitted training step ``(state, batch, rng) -> (state, metrics)``.
+
+    The loss is :func:`diffusion_loss` with the settings of ``config.diffusion``; the
+    update is the optimizer of :func:`make_optimizer`, then the EMA (``config.train.ema_decay``).
+    If the loss or the gradient norm is not finite, the returned state is the input state
+    unchanged (parameters, EMA, optimizer state and step) and ``metrics["finite"]`` is False:
+    the caller (e.g. :func:`train`) raises :class:`NonFiniteLossError`.
+
+    The function is a plain ``jax.jit``: given a batch sharded over a mesh (e.g. along a
+    ``data`` axis with ``NamedSharding``) and a replicated state it runs unchanged, SPMD.
+
+    Args:
+      model: the Flax module.
+      config: the full config.
+      donate: donate the input state's buffers (saves memory; the input state is unusable
+        after the call).
+
+    Returns:
+      The jitted step function. ``metrics`` has ``loss``, ``grad_norm``,
+      ``learning_rate`` and ``finite``.
+    """
+    d = config.diffusion
+    tx = make_optimizer(config)
+    lr_fn = learning_rate_schedule(config)
+    log_snr_fn = get_log_snr_fn(d.schedule)
+    aug_fn = get_log_snr_fn(d.aug_schedule)
+    is_sr = is_super_resolution(config)
+    decay = float(config.train.ema_decay)
+    freeze = tuple(config.train.get("freeze", ()) or ())
+
+    def apply_fn(params, x, t, text_emb, text_mask, *, lowres, aug_level, rng):
+        return model.apply({"params": params}, x, t, text_emb, text_mask, lowres=lowres,
+                           aug_level=aug_level, train=True, rngs={"dropout": rng})
+
+    def loss_fn(params, batch, rng):
+        return diffusion_loss(
+            apply_fn, params, batch, rng=rng, log_snr_fn=log_snr_fn,
+            prediction_type=d.prediction_type, p_uncond=float(d.p_uncond), is_sr=is_sr,
+            aug_log_snr_fn=aug_fn, aug_level_range=(float(d.aug_level_min),
+                                                    float(d.aug_level_max)),
+            resize_method=d.resize_method,
+        )
+
+    def step_fn(state: TrainState, batch: Batch, rng: jax.Array):
+        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
+        grad_norm = optax.global_norm(grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        frozen = freeze_labels(params, freeze) if freeze else None
+        ema = ema_update(state.ema_params, params, decay=decay, frozen=frozen)
+        new = TrainState(step=state.step + 1, params=params, ema_params=ema,
+                         opt_state=opt_state)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
+        metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": lr_fn(state.step),
+                   "finite": finite}
+        return new, metrics
+
+    return jax.jit(step_fn, donate_argnums=(0,) if donate else ())
+
+
+def _batches(data) -> tuple[Callable[[int], Batch], Batch]:
+    """(batch_at(step), first batch) from a callable ``data(step)`` or an iterable."""
+    if callable(data):
+        return data, data(0)
+    it = iter(data)
+    first = next(it)
+    state = {"next": 0, "it": itertools.chain([first], it)}
+
+    def batch_at(step: int) -> Batch:
+        # Iterables are consumed in order; on resume the first ``step`` items are skipped.
+        while state["next"] < step:
+            next(state["it"])
+            state["next"] += 1
+        state["next"] += 1
+        return next(state["it"])
+
+    return batch_at, first
+
+
+def train(
+    model,
+    config,
+    data: Callable[[int], Batch] | Iterable[Batch],
+    *,
+    num_steps: int | None = None,
+    checkpoint_dir: str | None = None,
+    save_every: int | None = None,
+    keep: int | None = None,
+    seed: int | None = None,
+    init_state: TrainState | None = None,
+    callback: Callable[[int, dict[str, float], TrainState], None] | None = None,
+    log_every: int | None = None,
+) -> tuple[TrainState, list[dict[str, float]]]:
+    """Train (or resume training) a diffusion model.
+
+    The step ``i`` uses the batch ``data(i)`` (or the i-th item of an iterable) and the key
+    ``fold_in(train_key, i)``, so a run resumed from a checkpoint continues bit-for-bit as if
+    it had never stopped (for a callable ``data``, or an iterable that yields the same items).
+
+    Args:
+      model: the Flax module.
+      config: the full config (``train`` section gives defaults for the arguments below).
+      data: ``data(step) -> batch`` or an iterable of batches.
+      num_steps: train until this step (default ``config.train.num_steps``).
+      checkpoint_dir: save every ``save_every`` steps (and at the end) keeping ``keep``;
+        if it holds checkpoints, resume from the latest one.
+      save_every, keep, seed, log_every: override ``config.train``.
+      init_state: start from this state instead of a fresh initialisation (fine-tuning; see
+        :func:`synthaug.diffusion_core.finetune.init_from_pretrained`); ignored when
+        resuming from a checkpoint.
+      callback: ``callback(step, metrics, state)`` every ``log_every`` steps and at the end.
+
+    Returns:
+      ``(state, history)``: the final state and the logged metrics (dicts with ``step``).
+
+    Raises:
+      NonFiniteLossError: a NaN/Inf loss; parameters, EMA and checkpoints are left at the
+        last good step.
+    """
+    from synthaug.diffusion_core.checkpoint import Checkpointer
+
+    tc = config.train
+    num_steps = int(tc.num_steps if num_steps is None else num_steps)
+    save_every = int(tc.save_every if save_every is None else save_every)
+    keep = int(tc.keep if keep is None else keep)
+    seed = int(tc.seed if seed is None else seed)
+    log_every = max(int(tc.log_every if log_every is None else log_every), 1)
+    init_key, train_key = jax.random.split(jax.random.key(seed))
+
+    batch_at, first = _batches(data)
+    state = init_state if init_state is not None else create_train_state(
+        init_key, model, config, first)
+    ckpt = None
+    if checkpoint_dir is not None:
+        ckpt = Checkpointer(checkpoint_dir, save_every=save_every, keep=keep)
+        latest = ckpt.latest_step()
+        if latest is not None:
+            state = ckpt.restore(state, step=latest)
+            log.info("resumed from %s at step %d", checkpoint_dir, latest)
+    step_fn = make_train_step(model, config, donate=True)
+    history: list[dict[str, float]] = []
+    start = int(state.step)
+    try:
+        for step in range(start, num_steps):
+            batch = batch_at(step)
+            state, metrics = step_fn(state, batch, jax.random.fold_in(train_key, step))
+            if not bool(metrics["finite"]):
+                raise NonFiniteLossError(step, float(metrics["loss"]),
+                                         float(metrics["grad_norm"]))
+            done = step + 1
+            if ckpt is not None and (done % save_every == 0 or done == num_steps):
+                ckpt.save(done, state)
+            if done % log_every == 0 or done == num_steps:
+                m = {k: float(np.asarray(v)) for k, v in metrics.items() if k != "finite"}
+                m["step"] = done
+                history.append(m)
+                if callback is not None:
+                    callback(done, m, state)
+    finally:
+        if ckpt is not None:
+            ckpt.close()
+    return state, history

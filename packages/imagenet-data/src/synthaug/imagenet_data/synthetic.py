@@ -1,0 +1,389 @@
+"""Synthetic data sets: sharded TFRecords of generated images with a JSON manifest.
+
+Layout of an output directory::
+
+    synthetic-00000.tfrecord        complete shards of ``shard_size`` examples each
+    synthetic-00000.tfrecord.json   per-shard counts (written before the shard is renamed)
+    ...
+    writer.json                     shard_size, image format and metadata (fixed at creation)
+    manifest.json                   written by ``close()``: counts per class, settings, seed
+
+Each shard is written under a temporary name and renamed when complete, so a killed
+generation leaves only complete shards. Reopening the directory continues after the last
+complete shard; :attr:`SyntheticShardWriter.next_index` is the index of the first example
+that still has to be generated, so nothing is duplicated or lost.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import os
+import pathlib
+import re
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from synthaug.imagenet_data.decode import AUTOTUNE, decode_rgb
+from synthaug.imagenet_data.report import DataReport
+
+SHARD_PREFIX = "synthetic-"
+SHARD_SUFFIX = ".tfrecord"
+MANIFEST = "manifest.json"
+WRITER_STATE = "writer.json"
+_SHARD_RE = re.compile(rf"^{SHARD_PREFIX}(\d{{5,}}){re.escape(SHARD_SUFFIX)}$")
+
+
+def _atomic_write_text(path: pathlib.Path, text: str) -> None:
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+    ) as f:
+        f.write(text)
+    os.replace(f.name, path)
+
+
+def _shard_name(index: int) -> str:
+    return f"{SHARD_PREFIX}{index:05d}{SHARD_SUFFIX}"
+
+
+def _encode(image: np.ndarray, fmt: str, quality: int) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    if fmt == "png":
+        Image.fromarray(image).save(buf, format="PNG")
+    else:
+        Image.fromarray(image).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _example(encoded: bytes, label: int, index: int, fmt: str, h: int, w: int) -> bytes:
+    feat = {
+        "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
+        "image/format": tf.train.Feature(bytes_list=tf.train.BytesList(value=[fmt.encode()])),
+        "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+        "image/index": tf.train.Feature(int64_list=tf.train.Int64List(value=[index])),
+        "image/height": tf.train.Feature(int64_list=tf.train.Int64List(value=[h])),
+        "image/width": tf.train.Feature(int64_list=tf.train.Int64List(value=[w])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feat)).SerializeToString()
+
+
+class SyntheticShardWriter:
+    """Writes generated images and labels as TFRecord shards, resumably.
+
+    Args:
+      out_dir: the output directory (created if missing; reopened to resume).
+      shard_size: examples per shard.
+      metadata: JSON-serialisable settings recorded in the manifest: generator, sampler
+        settings, seed, anything else. ``metadata["num_classes"]``, if given, bounds the
+        labels.
+      image_format: ``"png"`` (lossless) or ``"jpeg"``.
+      jpeg_quality: the JPEG quality.
+
+    Raises:
+      ValueError: when reopening a directory written with another ``shard_size`` or image
+        format.
+
+    Example::
+
+        w = SyntheticShardWriter(out, shard_size=1000, metadata={"seed": 0})
+        for start in range(w.next_index, total, batch):
+            images, labels = generate(start, batch)   # example ``start`` onwards
+            w.write(images, labels)
+        w.close()
+    """
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        shard_size: int,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        image_format: str = "png",
+        jpeg_quality: int = 95,
+    ) -> None:
+        if int(shard_size) != shard_size or shard_size < 1:
+            raise ValueError(f"shard_size: expected a positive int, got {shard_size!r}")
+        if image_format not in ("png", "jpeg"):
+            raise ValueError(f"image_format: expected 'png' or 'jpeg', got {image_format!r}")
+        self.out_dir = pathlib.Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.shard_size = int(shard_size)
+        self.image_format = image_format
+        self.jpeg_quality = int(jpeg_quality)
+        self.metadata = dict(metadata or {})
+        try:
+            json.dumps(self.metadata)
+        except TypeError as e:
+            raise ValueError(f"metadata: must be JSON-serialisable ({e})") from None
+        self.num_classes = self.metadata.get("num_classes")
+        self._check_state()
+        for stale in self.out_dir.glob(f".{SHARD_PREFIX}*"):
+            stale.unlink()  # temporary files of a killed run
+        self._shards: list[dict[str, Any]] = []
+        for index in range(10**9):
+            path = self.out_dir / _shard_name(index)
+            if not path.is_file():
+                break
+            self._shards.append(self._read_sidecar(path))
+        for path in self.out_dir.glob(f"{SHARD_PREFIX}*{SHARD_SUFFIX}"):
+            m = _SHARD_RE.match(path.name)
+            if m and int(m.group(1)) > len(self._shards):
+                raise ValueError(
+                    f"out_dir: {self.out_dir} has shard {path.name} but not every shard before "
+                    "it; the directory is not a resumable synthetic data set"
+                )
+        self._buffer_images: list[bytes] = []
+        self._buffer_labels: list[int] = []
+        self._image_hw: tuple[int, int] | None = None
+        if self._shards and self._shards[-1].get("image_size"):
+            self._image_hw = tuple(self._shards[-1]["image_size"])
+        self._closed = False
+
+    # -- state ------------------------------------------------------------------------
+    def _check_state(self) -> None:
+        state_path = self.out_dir / WRITER_STATE
+        state = {
+            "shard_size": self.shard_size,
+            "image_format": self.image_format,
+            "metadata": self.metadata,
+        }
+        if state_path.is_file():
+            old = json.loads(state_path.read_text())
+            for key in ("shard_size", "image_format"):
+                if old.get(key) != state[key]:
+                    raise ValueError(
+                        f"{key}: {self.out_dir} was written with {key}={old.get(key)!r}, "
+                        f"cannot resume it with {state[key]!r}"
+                    )
+            if not self.metadata:
+                self.metadata = dict(old.get("metadata", {}))
+                self.num_classes = self.metadata.get("num_classes")
+        else:
+            _atomic_write_text(state_path, json.dumps(state, indent=2))
+
+    def _read_sidecar(self, path: pathlib.Path) -> dict[str, Any]:
+        side = path.with_name(path.name + ".json")
+        if side.is_file():
+            return json.loads(side.read_text())
+        # A shard without its sidecar cannot come from this writer (the sidecar is written
+        # first), but rebuild the counts rather than fail.
+        counts: dict[str, int] = {}
+        n = 0
+        for rec in tf.data.TFRecordDataset(str(path)):
+            ex = tf.train.Example.FromString(rec.numpy())
+            label = ex.features.feature["image/class/label"].int64_list.value[0]
+            counts[str(label)] = counts.get(str(label), 0) + 1
+            n += 1
+        return {"file": path.name, "count": n, "label_counts": counts}
+
+    @property
+    def num_complete_shards(self) -> int:
+        """Shards fully written (renamed) so far."""
+        return len(self._shards)
+
+    @property
+    def next_index(self) -> int:
+        """Index of the next example to write: examples in complete shards plus buffered."""
+        return sum(s["count"] for s in self._shards) + len(self._buffer_labels)
+
+    @property
+    def resume_index(self) -> int:
+        """Index of the first example not yet safely on disk (in complete shards)."""
+        return sum(s["count"] for s in self._shards)
+
+    # -- writing ----------------------------------------------------------------------
+    def write(self, images, labels) -> None:
+        """Add a batch of generated images.
+
+        Args:
+          images: uint8 ``[B, H, W, 3]`` (numpy or anything ``np.asarray`` accepts).
+          labels: int ``[B]``.
+        """
+        if self._closed:
+            raise ValueError(f"writer for {self.out_dir} is closed")
+        images = np.asarray(images)
+        labels = np.asarray(labels)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(
+                f"images: expected uint8 [B, H, W, 3], got {images.dtype} {list(images.shape)}"
+            )
+        if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+            raise ValueError(
+                f"labels: expected shape [{images.shape[0]}], got {list(labels.shape)}"
+            )
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels: expected integers, got {labels.dtype}")
+        if labels.size and (
+            labels.min() < 0 or (self.num_classes is not None and labels.max() >= self.num_classes)
+        ):
+            raise ValueError(
+                f"labels: expected values in [0, {self.num_classes}), got "
+                f"[{labels.min()}, {labels.max()}]"
+            )
+        for image, label in zip(images, labels, strict=True):
+            self._image_hw = image.shape[:2]
+            self._buffer_images.append(_encode(image, self.image_format, self.jpeg_quality))
+            self._buffer_labels.append(int(label))
+            if len(self._buffer_labels) == self.shard_size:
+                self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer_labels:
+            return
+        index = len(self._shards)
+        final = self.out_dir / _shard_name(index)
+        tmp = self.out_dir / f".{final.name}.tmp"
+        start = self.resume_index
+        h, w = self._image_hw
+        with tf.io.TFRecordWriter(str(tmp)) as writer:
+            for i, (data, label) in enumerate(
+                zip(self._buffer_images, self._buffer_labels, strict=True)
+            ):
+                writer.write(_example(data, label, start + i, self.image_format, h, w))
+        counts: dict[str, int] = {}
+        for label in self._buffer_labels:
+            counts[str(label)] = counts.get(str(label), 0) + 1
+        info = {
+            "file": final.name,
+            "count": len(self._buffer_labels),
+            "first_index": start,
+            "image_size": [int(h), int(w)],
+            "label_counts": dict(sorted(counts.items(), key=lambda kv: int(kv[0]))),
+        }
+        _atomic_write_text(final.with_name(final.name + ".json"), json.dumps(info))
+        os.replace(tmp, final)
+        self._shards.append(info)
+        self._buffer_images, self._buffer_labels = [], []
+
+    def close(self) -> dict[str, Any]:
+        """Write the buffered examples as a last shard and the JSON manifest.
+
+        Returns:
+          The manifest (also written to ``out_dir/manifest.json``).
+        """
+        if self._closed:
+            return json.loads((self.out_dir / MANIFEST).read_text())
+        self._flush()
+        counts: dict[int, int] = {}
+        for s in self._shards:
+            for k, v in s["label_counts"].items():
+                counts[int(k)] = counts.get(int(k), 0) + v
+        manifest = {
+            "format": "synthaug-synthetic/1",
+            "num_examples": sum(s["count"] for s in self._shards),
+            "num_shards": len(self._shards),
+            "shard_size": self.shard_size,
+            "image_format": self.image_format,
+            "image_size": list(self._image_hw) if self._image_hw else None,
+            "shards": [{"file": s["file"], "count": s["count"]} for s in self._shards],
+            "count_per_class": {str(k): counts[k] for k in sorted(counts)},
+            "metadata": self.metadata,
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        }
+        _atomic_write_text(self.out_dir / MANIFEST, json.dumps(manifest, indent=2))
+        self._closed = True
+        return manifest
+
+    def __enter__(self) -> SyntheticShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # On an exception keep only complete shards (resumable); otherwise finish.
+        if exc_type is None:
+            self.close()
+
+
+def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of a closed synthetic data set directory."""
+    path = pathlib.Path(out_dir) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"out_dir: {path} does not exist; the synthetic data set is missing or was not "
+            "closed (SyntheticShardWriter.close writes it)"
+        )
+    return json.loads(path.read_text())
+
+
+def read_synthetic(
+    out_dir: str | os.PathLike,
+    *,
+    decode: bool = True,
+    shuffle: bool = False,
+    seed: int | None = None,
+    deterministic: bool = True,
+    process_index: int = 0,
+    process_count: int = 1,
+    report: DataReport | None = None,
+) -> tf.data.Dataset:
+    """Read a synthetic data set written by :class:`SyntheticShardWriter`.
+
+    Args:
+      out_dir: the directory with ``manifest.json`` and the shards.
+      decode: yield decoded uint8 images; False yields the encoded bytes.
+      shuffle: shuffle the shard order (from ``seed``).
+      seed: the shuffle seed.
+      deterministic: keep the element order fixed (given the seed); unshuffled, examples
+        come in the order they were written.
+      process_index: this host's index; hosts read disjoint shards (or records).
+      process_count: the number of hosts.
+      report: filled with the manifest's counts.
+
+    Returns:
+      A ``tf.data.Dataset`` of ``(image uint8 [H, W, 3], label int32)``.
+    """
+    out_dir = pathlib.Path(out_dir)
+    manifest = read_manifest(out_dir)
+    files = [str(out_dir / s["file"]) for s in manifest["shards"]]
+    missing = [f for f in files if not pathlib.Path(f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"out_dir: shards listed in the manifest are missing: {missing}")
+    if process_count < 1 or not 0 <= process_index < process_count:
+        raise ValueError(
+            f"process_index/process_count: expected 0 <= process_index < process_count, "
+            f"got {process_index}/{process_count}"
+        )
+    shard_records = len(files) < process_count
+    if not shard_records:
+        files = files[process_index::process_count]
+    if report is not None:
+        report.source, report.location = "synthetic", str(out_dir)
+        report.files = len(files)
+        report.num_examples = manifest["num_examples"] if process_count == 1 else None
+        report.num_classes = manifest["metadata"].get("num_classes")
+    features = {
+        "image/encoded": tf.io.FixedLenFeature([], tf.string),
+        "image/class/label": tf.io.FixedLenFeature([], tf.int64),
+    }
+
+    def parse(record):
+        ex = tf.io.parse_single_example(record, features)
+        image = ex["image/encoded"]
+        if decode:
+            image = decode_rgb(image)
+        return image, tf.cast(ex["image/class/label"], tf.int32)
+
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    if deterministic and not shuffle:
+        ds = ds.flat_map(tf.data.TFRecordDataset)
+    else:
+        ds = ds.interleave(
+            tf.data.TFRecordDataset,
+            cycle_length=max(1, min(16, len(files))),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=deterministic,
+        )
+    if shard_records:
+        ds = ds.shard(process_count, process_index)
+    ds = ds.map(parse, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return ds.with_options(options)

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from synthaug import imagenet_data as d
+
+
+@pytest.mark.parametrize("size", [16, 32])
+def test_arrays_shapes_and_split(size):
+    xtr, ytr = d.digits_arrays("train", size)
+    xte, yte = d.digits_arrays("test", size)
+    assert xtr.shape == (1437, size, size, 3) and xte.shape == (360, size, size, 3)
+    assert xtr.dtype == np.uint8 and ytr.dtype == np.int32
+    assert len(ytr) + len(yte) == 1797
+    # every class in both splits, roughly 20% test per class
+    assert np.all(np.bincount(yte, minlength=10) >= 34)
+    assert np.all(np.bincount(ytr, minlength=10) >= 140)
+    # grey images repeated over RGB, full uint8 range used
+    assert np.array_equal(xtr[..., 0], xtr[..., 2])
+    assert xtr.max() > 200 and xtr.min() == 0
+
+
+def test_split_is_fixed_disjoint_and_faithful():
+    src = load_digits()
+    grey = np.round(src.images * 255 / 16).astype(np.float64)
+    xtr, ytr = d.digits_arrays("train", 16)
+    xte, yte = d.digits_arrays("test", 16)
+    # downsample each 16x16 back to 8x8 by 2x2 means and match it to its source image
+    def to8(x):
+        return x[..., 0].astype(np.float64).reshape(-1, 8, 2, 8, 2).mean((2, 4))
+
+    dist_tr = ((to8(xtr)[:, None] - grey[None]) ** 2).mean((2, 3))
+    dist_te = ((to8(xte)[:, None] - grey[None]) ** 2).mean((2, 3))
+    idx_tr, idx_te = dist_tr.argmin(1), dist_te.argmin(1)
+    assert np.array_equal(src.target[idx_tr], ytr)
+    assert np.array_equal(src.target[idx_te], yte)
+    assert len(set(idx_tr) & set(idx_te)) == 0
+    again = d.digits_arrays("test", 16)
+    assert np.array_equal(again[0], xte) and np.array_equal(again[1], yte)
+
+
+def test_dataset_interface():
+    ds = d.digits("test", 16)
+    x, y = next(iter(ds))
+    assert x.dtype.name == "uint8" and tuple(x.shape) == (16, 16, 3) and y.dtype.name == "int32"
+    xs, ys = d.digits_arrays("test", 16)
+    got = np.stack([a for a, _ in ds.as_numpy_iterator()])
+    assert np.array_equal(got, xs)
+    assert d.DIGITS_CLASS_NAMES[0] == "zero" and d.DIGITS_CLASS_NAMES[9] == "nine"
+    assert d.digits_class_name(3) == "three"
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="split"):
+        d.digits_arrays("val", 16)
+    with pytest.raises(ValueError, match="size"):
+        d.digits("train", 28)
+    with pytest.raises(KeyError, match="label"):
+        d.digits_class_name(10)

@@ -1,0 +1,247 @@
+"""``synthaug train-classifier``: a classifier on real, synthetic-only (CAS) or mixed data.
+
+In-memory data (the digits; small synthetic sets) trains through
+``synthaug.classifiers.fit``. The classifier's recipe config is kept next to its checkpoints
+(``classifier.json``), so that ``evaluate`` and the demo can reload it.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from synthaug.pipeline.data import check_source, dataset_of, digits_subset
+from synthaug.pipeline.errors import ConfigError
+from synthaug.pipeline.io import require_dir, write_text
+from synthaug.pipeline.writer import MetricWriter
+
+__all__ = [
+    "RECIPE_FILE",
+    "check_classifier",
+    "load_classifier",
+    "read_synthetic_arrays",
+    "recipe_config",
+    "train_classifier",
+]
+
+RECIPE_FILE = "classifier.json"
+MODES = ("real", "synthetic", "mixed")
+RECIPES = ("resnet", "deit", "vit", "demo")
+
+
+def recipe_config(cfg) -> ml_collections.ConfigDict:
+    """The ``synthaug.classifiers`` recipe for a train-classifier config's ``model``/``train``."""
+    from synthaug import classifiers as cl
+
+    m, t = cfg.model, cfg.train
+    if t.recipe not in RECIPES:
+        raise ConfigError(f"train.recipe must be one of {', '.join(RECIPES)}, got {t.recipe!r}")
+    if m.name not in cl.MODEL_NAMES:
+        raise ConfigError(
+            f"unknown classifier model.name {m.name!r}; expected one of {', '.join(cl.MODEL_NAMES)}"
+        )
+    if t.recipe == "resnet":
+        r = cl.resnet_recipe(int(t.batch_size), int(t.epochs), model=m.name,
+                             num_classes=int(m.num_classes), schedule=t.schedule)
+    elif t.recipe in ("deit", "vit"):
+        r = cl.deit_recipe(int(t.batch_size), int(t.epochs), model=m.name,
+                           num_classes=int(m.num_classes))
+    else:
+        r = cl.demo_recipe(m.name, num_classes=int(m.num_classes), batch_size=int(t.batch_size),
+                           epochs=int(t.epochs), image_size=int(m.image_size))
+    r = ml_collections.ConfigDict(r.to_dict())
+    r.image_size = int(m.image_size)
+    r.base_lr = float(t.base_learning_rate)
+    r.lr_batch_base = 256
+    r.optimizer = t.optimizer
+    r.schedule = t.schedule
+    r.warmup_epochs = float(t.warmup_epochs)
+    r.weight_decay = float(t.weight_decay)
+    r.momentum = float(t.momentum)
+    r.nesterov = bool(t.nesterov)
+    r.label_smoothing = float(t.label_smoothing)
+    r.mixup_alpha = float(t.mixup_alpha)
+    r.cutmix_alpha = float(t.cutmix_alpha)
+    if t.randaugment:
+        try:
+            layers, mag = (float(x) for x in t.randaugment.split(","))
+        except ValueError:
+            raise ConfigError(
+                f"train.randaugment must be 'layers,magnitude', got {t.randaugment!r}"
+            ) from None
+        r.randaugment.num_layers, r.randaugment.magnitude = int(layers), mag
+    r.seed = int(cfg.seed)
+    cl.validate_config(r)
+    return r
+
+
+def read_synthetic_arrays(out_dir, *, limit: int = 0, size: int | None = None):
+    """Images and labels of a synthetic set (every host directory), optionally resized.
+
+    Args:
+      out_dir: a ``sample`` output directory.
+      limit: keep the first ``limit`` examples (0 = all).
+      size: resize to ``size``×``size`` (bilinear) if the images differ.
+
+    Returns:
+      ``(uint8 [N, H, W, 3], int32 [N])``.
+    """
+    from synthaug import imagenet_data as data
+    from synthaug.pipeline.sample import sample_dirs
+
+    require_dir(out_dir, "synthetic data directory")
+    images, labels = [], []
+    for d in sample_dirs(out_dir):
+        for img, lab in data.read_synthetic(d).as_numpy_iterator():
+            images.append(img)
+            labels.append(lab)
+            if limit and len(labels) >= limit:
+                break
+        if limit and len(labels) >= limit:
+            break
+    if not labels:
+        raise ConfigError(f"synthetic data directory {str(out_dir)!r} holds no images")
+    x = np.stack(images)
+    if size is not None and x.shape[1] != size:
+        import tensorflow as tf
+
+        x = tf.cast(tf.round(tf.image.resize(x, (size, size))), tf.uint8).numpy()
+    return x, np.asarray(labels, np.int32)
+
+
+def check_classifier(cfg) -> None:
+    """Every input of a train-classifier config exists (raises before anything is written)."""
+    if not cfg.workdir:
+        raise ConfigError("train-classifier needs config.workdir")
+    if cfg.data.mode not in MODES:
+        raise ConfigError(f"data.mode must be one of {', '.join(MODES)}, got {cfg.data.mode!r}")
+    if cfg.data.mode in ("real", "mixed"):
+        check_source(cfg.data.real)
+    if cfg.data.mode in ("synthetic", "mixed"):
+        require_dir(cfg.data.synthetic_dir, "synthetic data directory (data.synthetic_dir)")
+    recipe_config(cfg)
+
+
+def _train_arrays(cfg) -> tuple[np.ndarray, np.ndarray]:
+    size = int(cfg.model.image_size)
+    parts = []
+    if cfg.data.mode in ("real", "mixed"):
+        if dataset_of(cfg.data.real.source) != "digits":
+            raise ConfigError(
+                "in-memory training reads the digits; ImageNet-scale data streams through "
+                "tf.data on the pod (data.real.source must be 'digits' here)"
+            )
+        parts.append(digits_subset(cfg.data.real.split, size, cfg.data.real.per_class,
+                                   seed=cfg.seed))
+    if cfg.data.mode in ("synthetic", "mixed"):
+        parts.append(read_synthetic_arrays(cfg.data.synthetic_dir,
+                                           limit=int(cfg.data.synthetic_images), size=size))
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts]).astype(np.int32)
+    return images, labels
+
+
+def _eval_arrays(cfg):
+    if cfg.data.mode == "synthetic" and cfg.data.real.source != "digits":
+        return None
+    src = cfg.data.real
+    if src.source != "digits":
+        return None
+    return digits_subset(cfg.data.eval_split, int(cfg.model.image_size))
+
+
+def train_classifier(
+    cfg,
+    *,
+    progress: bool = True,
+    arrays: tuple[np.ndarray, np.ndarray] | None = None,
+    eval_arrays: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Train the classifier a ``train-classifier`` config describes and evaluate it.
+
+    Writes ``workdir/checkpoints/`` (resumable), ``workdir/classifier.json`` (the recipe),
+    ``workdir/metrics.json`` and TensorBoard events.
+
+    Args:
+      cfg: a validated ``train-classifier`` config.
+      progress: show a progress bar over epochs.
+      arrays: the training ``(images, labels)`` (default: from the config's data).
+      eval_arrays: the evaluation set (default: the real ``data.eval_split``).
+
+    Returns:
+      The summary: train/eval sizes, top-1/top-5 on the eval set, wall time.
+    """
+    import jax
+    from tqdm.auto import tqdm
+
+    from synthaug import classifiers as cl
+
+    if arrays is None:
+        check_classifier(cfg)
+    t0 = time.perf_counter()
+    recipe = recipe_config(cfg)
+    images, labels = arrays if arrays is not None else _train_arrays(cfg)
+    ev = eval_arrays if eval_arrays is not None else _eval_arrays(cfg)
+    workdir = pathlib.Path(cfg.workdir)
+    writer = MetricWriter(workdir)
+    write_text(workdir / RECIPE_FILE, recipe.to_json(indent=2))
+    epochs = int(recipe.epochs)
+    bar = tqdm(total=epochs, desc=f"train-classifier {cfg.data.mode}", unit="epoch",
+               disable=not progress, dynamic_ncols=True)
+
+    def log_fn(record):
+        bar.update(1)
+        bar.set_postfix(loss=f"{record['train_loss']:.3f}")
+        writer.scalars(record["step"], {f"train/{k}": v for k, v in record.items()
+                                        if isinstance(v, int | float) and k not in ("step",)})
+
+    try:
+        state, history = cl.fit(
+            recipe, images, labels, rng=jax.random.key(int(cfg.seed)),
+            checkpoint_dir=workdir / "checkpoints", log_fn=log_fn,
+        )
+    finally:
+        bar.close()
+    summary: dict[str, Any] = {
+        "stage": "train-classifier",
+        "mode": cfg.data.mode,
+        "model": cfg.model.name,
+        "train_examples": int(len(labels)),
+        "epochs": epochs,
+        "final_train_loss": history[-1]["train_loss"] if history else None,
+    }
+    if ev is not None:
+        res = cl.evaluate(recipe, state, ev[0], ev[1])
+        summary.update(top1=float(res["top1"]), top5=float(res["top5"]),
+                       eval_examples=int(res["count"]))
+        writer.scalars(int(state.step), {"eval/top1": res["top1"], "eval/top5": res["top5"]})
+    summary["wall_time_s"] = time.perf_counter() - t0
+    writer.summary(train_classifier=summary)
+    writer.close()
+    return summary
+
+
+def load_classifier(workdir):
+    """``(recipe, state)`` of a classifier trained by :func:`train_classifier`."""
+    import jax
+
+    from synthaug import classifiers as cl
+
+    workdir = require_dir(workdir, "classifier directory")
+    recipe_path = workdir / RECIPE_FILE
+    if not recipe_path.is_file():
+        raise FileNotFoundError(f"classifier directory {str(workdir)!r} has no {RECIPE_FILE}")
+    recipe = ml_collections.ConfigDict(json.loads(recipe_path.read_text()))
+    model = cl.model_from_config(recipe)
+    template = cl.create_train_state(model, recipe, jax.random.key(0), steps_per_epoch=1)
+    ckpt = cl.Checkpointer(workdir / "checkpoints")
+    try:
+        state, _ = ckpt.restore(template)
+    finally:
+        ckpt.close()
+    return recipe, state

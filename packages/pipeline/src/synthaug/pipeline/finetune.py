@@ -1,0 +1,202 @@
+"""``synthaug finetune``: train or fine-tune one diffusion stage (base or super-resolution)."""
+
+from __future__ import annotations
+
+import pathlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from synthaug.pipeline.classes import class_names
+from synthaug.pipeline.data import check_source, dataset_of, digits_subset, to_float
+from synthaug.pipeline.errors import ConfigError
+from synthaug.pipeline.io import require_dir
+from synthaug.pipeline.models import diffusion_config, write_model_info
+from synthaug.pipeline.text import class_embeddings
+from synthaug.pipeline.writer import MetricWriter
+
+__all__ = ["check_finetune", "finetune", "make_batches"]
+
+
+def check_finetune(cfg) -> None:
+    """Every input of a finetune config exists (raises before anything is written)."""
+    if not cfg.workdir:
+        raise ConfigError("finetune needs config.workdir (where checkpoints go)")
+    check_source(cfg.data)
+    if cfg.model.init_checkpoint:
+        require_dir(cfg.model.init_checkpoint, "initial checkpoint (model.init_checkpoint)")
+    if cfg.text.checkpoint and not pathlib.Path(cfg.text.checkpoint).exists():
+        require_dir(cfg.text.checkpoint, "text encoder checkpoint (text.checkpoint)")
+    if cfg.text.tokenizer and not pathlib.Path(cfg.text.tokenizer).is_file():
+        require_dir(cfg.text.tokenizer, "SentencePiece tokenizer (text.tokenizer)")
+
+
+def make_batches(
+    images: np.ndarray,
+    labels: np.ndarray,
+    emb: np.ndarray,
+    mask: np.ndarray,
+    *,
+    batch_size: int,
+    seed: int,
+    lowres: np.ndarray | None = None,
+) -> Callable[[int], dict[str, Any]]:
+    """``batch_at(step)``: a seeded reshuffle every epoch, so a resumed run sees the same data.
+
+    Args:
+      images: uint8 ``[N, H, W, 3]`` training images.
+      labels: int ``[N]``.
+      emb, mask: per-class prompt embeddings ``[K, L, D]`` and masks ``[K, L]``.
+      batch_size: images per step.
+      seed: the shuffle seed.
+      lowres: uint8 ``[N, h, w, 3]`` low-resolution inputs (super-resolution training).
+    """
+    n = len(labels)
+    if n < batch_size:
+        raise ConfigError(f"train.batch_size {batch_size} exceeds the {n} training images")
+    per_epoch = n // batch_size
+    hi = to_float(images)
+    lo = None if lowres is None else to_float(lowres)
+
+    def batch_at(step: int) -> dict[str, Any]:
+        epoch, k = divmod(int(step), per_epoch)
+        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        idx = perm[k * batch_size : (k + 1) * batch_size]
+        lab = labels[idx]
+        batch = {"image": hi[idx], "text_emb": emb[lab], "text_mask": mask[lab]}
+        if lo is not None:
+            batch["lowres"] = lo[idx]
+        return batch
+
+    return batch_at
+
+
+def _imagenet_batches(cfg, dcfg, emb, mask):
+    """An iterable of batches from ImageNet through tf.data (shuffled, repeated)."""
+    import tensorflow as tf
+
+    from synthaug import imagenet_data as data
+    from synthaug.pipeline.data import real_dataset
+    from synthaug.tpu_launch import process_count, process_index
+
+    size = int(dcfg.model.image_size)
+    low = int(dcfg.diffusion.lowres_size)
+    ds = real_dataset(cfg.data, process_index=process_index(), process_count=process_count(),
+                      shuffle=True, seed=cfg.seed)
+
+    def prep(image, label):
+        hi = data.diffusion_downsample(image, size=size)
+        out = {"image": data.to_float_range(hi), "label": label}
+        if low:
+            out["lowres"] = data.to_float_range(data.diffusion_downsample(hi, size=low))
+        return out
+
+    per_host = int(cfg.train.batch_size) // max(process_count(), 1)
+    ds = ds.repeat().map(prep, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(per_host, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    for b in ds.as_numpy_iterator():
+        lab = b.pop("label")
+        b["text_emb"], b["text_mask"] = emb[lab], mask[lab]
+        yield b
+
+
+def finetune(cfg, *, progress: bool = True, writer: MetricWriter | None = None) -> dict[str, Any]:
+    """Train one diffusion stage as a ``finetune`` config describes; resumes if interrupted.
+
+    Writes ``workdir/checkpoints/`` (orbax, every ``train.checkpoint_every`` steps and at the
+    end), ``workdir/model.json`` (preset and text width, read by ``sample``),
+    ``workdir/metrics.json`` and TensorBoard events under ``workdir/tb``.
+
+    Args:
+      cfg: a validated ``finetune`` config.
+      progress: show a progress bar.
+      writer: a metric writer (default: one in ``cfg.workdir``).
+
+    Returns:
+      The summary written to ``metrics.json`` (final loss, steps, wall time).
+    """
+    from tqdm.auto import tqdm
+
+    from synthaug import diffusion_core as dc
+
+    check_finetune(cfg)
+    t0 = time.perf_counter()
+    workdir = pathlib.Path(cfg.workdir)
+    dataset = dataset_of(cfg.data.source)
+    names = class_names(dataset)
+    emb, mask = class_embeddings(cfg.text, names, workdir=workdir)
+    tc = cfg.train
+    dcfg = diffusion_config(
+        cfg.model.preset,
+        text_dim=emb.shape[-1],
+        overrides={
+            "optimizer.name": tc.optimizer,
+            "optimizer.learning_rate": float(tc.learning_rate),
+            "optimizer.warmup_steps": int(tc.warmup_steps),
+            "optimizer.decay_steps": int(tc.steps) if tc.decay == "cosine" else 10**12,
+            "train.batch_size": int(tc.batch_size),
+            "train.num_steps": int(tc.steps),
+            "train.ema_decay": float(tc.ema_decay),
+            "train.save_every": int(tc.checkpoint_every),
+            "train.log_every": int(tc.log_every),
+            "train.seed": int(cfg.seed),
+            "diffusion.p_uncond": float(tc.text_drop_prob),
+        },
+    )
+    if tc.decay not in ("cosine", "constant"):
+        raise ConfigError(f"train.decay must be 'cosine' or 'constant', got {tc.decay!r}")
+    model = dc.make_model(dcfg)
+    is_sr = dc.is_super_resolution(dcfg)
+    if dataset == "digits":
+        size = int(dcfg.model.image_size)
+        images, labels = digits_subset(cfg.data.split, size, cfg.data.per_class, seed=cfg.seed)
+        lowres = None
+        if is_sr:
+            lowres, _ = digits_subset(
+                cfg.data.split, int(dcfg.diffusion.lowres_size), cfg.data.per_class, seed=cfg.seed
+            )
+        data = make_batches(images, labels, emb, mask, batch_size=int(tc.batch_size),
+                            seed=cfg.seed, lowres=lowres)
+    else:
+        data = _imagenet_batches(cfg, dcfg, emb, mask)
+
+    init_state = None
+    if cfg.model.init_checkpoint:
+        params = dc.load_params(cfg.model.init_checkpoint)
+        init_state = dc.state_from_params(params, dcfg)
+
+    own_writer = writer is None
+    writer = writer or MetricWriter(workdir)
+    write_model_info(workdir, cfg.model.preset, emb.shape[-1])
+    bar = tqdm(total=int(tc.steps), desc=f"finetune {cfg.model.preset}", disable=not progress,
+               unit="step", dynamic_ncols=True)
+    last = {"step": 0}
+
+    def callback(step, metrics, state):
+        bar.update(step - max(bar.n, 0))
+        bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+        writer.scalars(step, {f"train/{k}": v for k, v in metrics.items() if k != "step"})
+        last.update(metrics)
+
+    try:
+        state, history = dc.train(
+            model, dcfg, data, checkpoint_dir=str(workdir / "checkpoints"),
+            init_state=init_state, callback=callback,
+        )
+    finally:
+        bar.close()
+    summary = {
+        "stage": "finetune",
+        "preset": cfg.model.preset,
+        "steps": int(state.step),
+        "final_loss": last.get("loss"),
+        "wall_time_s": time.perf_counter() - t0,
+    }
+    writer.summary(finetune=summary)
+    if own_writer:
+        writer.close()
+    else:
+        writer.flush()
+    return summary

@@ -1,0 +1,233 @@
+"""``synthaug sample``: a class-balanced synthetic data set from the diffusion cascade.
+
+The label set is ``per_class`` copies of the chosen classes, interleaved (example ``i`` has
+label ``labels[i % K]``), so every prefix of the set is nearly balanced. Examples are
+generated shard by shard, in batches that start at fixed indices, each batch from the key
+``fold_in(key(seed), first index of the batch)``: what an example looks like does not depend
+on how often the run was interrupted. Shards go through
+``synthaug.imagenet_data.SyntheticShardWriter``, which keeps only complete shards, so a
+killed run resumes at its first missing shard with nothing duplicated or lost.
+
+On several hosts (``jax.process_count() > 1``) host ``p`` takes a contiguous, shard-aligned
+range of the examples and writes it to ``out_dir/host-PPPPP-of-NNNNN/``.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+from typing import Any
+
+import numpy as np
+
+from synthaug.pipeline.classes import class_names, resolve_classes
+from synthaug.pipeline.errors import ConfigError
+from synthaug.pipeline.io import require_dir
+from synthaug.pipeline.writer import MetricWriter
+
+__all__ = [
+    "STAGE_KEYS",
+    "build_cascade",
+    "check_sample",
+    "host_range",
+    "label_plan",
+    "sample",
+    "sample_dirs",
+    "to_uint8",
+]
+
+STAGE_KEYS = ("base", "sr1", "sr2")
+
+
+def _enabled(cfg) -> list[str]:
+    keys = [k for k in STAGE_KEYS if cfg[k].enabled]
+    if not keys or keys[0] != "base":
+        raise ConfigError("sample needs the base stage enabled (config.base.enabled=true)")
+    if keys != list(STAGE_KEYS[: len(keys)]):
+        raise ConfigError(f"cascade stages must be enabled in order base, sr1, sr2; got {keys}")
+    return keys
+
+
+def check_sample(cfg) -> list[int]:
+    """Check a sample config's inputs before anything is written; returns the labels."""
+    if not (cfg.out_dir or cfg.workdir):
+        raise ConfigError("sample needs config.out_dir (or config.workdir)")
+    labels = resolve_classes(cfg.dataset, cfg.classes)
+    for key in _enabled(cfg):
+        st = cfg[key]
+        if st.sampler not in ("ddpm", "ddim"):
+            raise ConfigError(f"{key}.sampler must be 'ddpm' or 'ddim', got {st.sampler!r}")
+        require_dir(st.checkpoint, f"{key} checkpoint directory ({key}.checkpoint)")
+    if cfg.text.checkpoint and not pathlib.Path(cfg.text.checkpoint).exists():
+        require_dir(cfg.text.checkpoint, "text encoder checkpoint (text.checkpoint)")
+    if cfg.text.tokenizer and not pathlib.Path(cfg.text.tokenizer).is_file():
+        require_dir(cfg.text.tokenizer, "SentencePiece tokenizer (text.tokenizer)")
+    for name in ("per_class", "shard_size", "batch_size"):
+        if cfg[name] < 1:
+            raise ConfigError(f"{name} must be >= 1, got {cfg[name]}")
+    return labels
+
+
+def label_plan(labels: list[int], per_class: int) -> np.ndarray:
+    """The labels of the whole synthetic set, classes interleaved: ``[per_class * K]``."""
+    return np.tile(np.asarray(labels, np.int32), per_class)
+
+
+def host_range(total: int, shard_size: int, process_index: int, process_count: int):
+    """The ``[start, stop)`` examples of one host: contiguous and shard-aligned."""
+    shards = -(-total // shard_size)
+    per_host = -(-shards // process_count)
+    start = min(process_index * per_host * shard_size, total)
+    stop = min((process_index + 1) * per_host * shard_size, total)
+    return start, stop
+
+
+def to_uint8(x) -> np.ndarray:
+    """Samples in [-1, 1] to uint8 images."""
+    return np.clip(np.round((np.asarray(x, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def build_cascade(cfg, *, text_dim: int, models: dict | None = None) -> list:
+    """``synthaug.samplers.CascadeStage`` s for the enabled stages of a sample config.
+
+    Args:
+      cfg: a validated ``sample`` config.
+      text_dim: the text encoder's width.
+      models: ``{stage key: (diffusion config, model, params)}`` already loaded (the demo
+        passes its freshly trained models); others are loaded from ``<key>.checkpoint``.
+    """
+    from synthaug import samplers
+    from synthaug.pipeline.models import load_stage_model
+
+    stages = []
+    for key in _enabled(cfg):
+        st = cfg[key]
+        if models and key in models:
+            dcfg, model, params = models[key]
+        else:
+            dcfg, model, params = load_stage_model(st.checkpoint, st.preset, text_dim=text_dim)
+        stages.append(
+            samplers.CascadeStage(
+                model_fn=samplers.UNetModelFn(model.apply),
+                params=params,
+                schedule=dcfg.diffusion.schedule,
+                resolution=int(dcfg.model.image_size),
+                guidance_scale=float(st.guidance),
+                log_var_mix=float(st.log_var_mix),
+                sampler=st.sampler,
+                num_steps=int(st.steps),
+                aug_level=float(st.aug_level),
+                thresholding="dynamic",
+                threshold_percentile=float(st.threshold_percentile),
+                prediction_type=dcfg.diffusion.prediction_type,
+            )
+        )
+    return stages
+
+
+def sample_dirs(out_dir: str | pathlib.Path) -> list[pathlib.Path]:
+    """The synthetic data set directories ``sample`` wrote: ``out_dir`` or its host dirs."""
+    out = pathlib.Path(out_dir)
+    hosts = sorted(out.glob("host-*-of-*"))
+    return hosts if hosts else [out]
+
+
+def sample(
+    cfg,
+    *,
+    progress: bool = True,
+    models: dict | None = None,
+    text: tuple[np.ndarray, np.ndarray] | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> dict[str, Any]:
+    """Generate (or finish generating) the synthetic set a ``sample`` config describes.
+
+    Args:
+      cfg: a validated ``sample`` config.
+      progress: show a progress bar.
+      models: preloaded stage models (see :func:`build_cascade`).
+      text: preloaded ``(emb [K, L, D], mask [K, L])`` class embeddings.
+      process_index, process_count: this host's place (default: from JAX).
+
+    Returns:
+      The summary (also in ``workdir/metrics.json``): examples written, wall time, settings.
+    """
+    import jax
+    from tqdm.auto import tqdm
+
+    from synthaug import imagenet_data as data
+    from synthaug import samplers
+    from synthaug.pipeline.text import class_embeddings
+
+    if models is None:
+        labels = check_sample(cfg)
+    else:
+        labels = resolve_classes(cfg.dataset, cfg.classes)
+        _enabled(cfg)
+    t0 = time.perf_counter()
+    out_root = pathlib.Path(cfg.out_dir or pathlib.Path(cfg.workdir) / "shards")
+    workdir = pathlib.Path(cfg.workdir) if cfg.workdir else out_root
+    names = class_names(cfg.dataset)
+    if text is None:
+        emb, mask = class_embeddings(cfg.text, names, workdir=workdir)
+    else:
+        emb, mask = text
+    stages = build_cascade(cfg, text_dim=emb.shape[-1], models=models)
+
+    plan = label_plan(labels, int(cfg.per_class))
+    pi = jax.process_index() if process_index is None else process_index
+    pc = jax.process_count() if process_count is None else process_count
+    start, stop = host_range(len(plan), int(cfg.shard_size), pi, pc)
+    out_dir = out_root if pc == 1 else out_root / f"host-{pi:05d}-of-{pc:05d}"
+    settings = {k: cfg[k].to_dict() for k in _enabled(cfg)}
+    meta = {
+        "num_classes": len(names),
+        "dataset": cfg.dataset,
+        "classes": [names[i] for i in labels],
+        "per_class": int(cfg.per_class),
+        "seed": int(cfg.seed),
+        "first_index": start,
+        "stages": settings,
+    }
+    writer = data.SyntheticShardWriter(out_dir, int(cfg.shard_size), metadata=meta)
+    done = writer.resume_index
+    key = jax.random.key(int(cfg.seed))
+    bsz, shard = int(cfg.batch_size), int(cfg.shard_size)
+    bar = tqdm(total=stop - start, initial=done, desc="sample", unit="img",
+               disable=not progress, dynamic_ncols=True)
+    try:
+        for s0 in range(start + done, stop, shard):
+            for b0 in range(s0, min(s0 + shard, stop), bsz):
+                b1 = min(b0 + bsz, s0 + shard, stop)
+                lab = plan[b0:b1]
+                padded = np.concatenate([lab, np.repeat(lab[-1:], bsz - len(lab))])
+                cond = {"text_emb": emb[padded], "text_mask": mask[padded]}
+                outs = samplers.cascade_sample(stages, jax.random.fold_in(key, b0), cond=cond)
+                images = to_uint8(outs[-1])[: len(lab)]
+                writer.write(images, lab)
+                bar.update(len(lab))
+        manifest = writer.close()
+    finally:
+        bar.close()
+    summary = {
+        "stage": "sample",
+        "out_dir": str(out_dir),
+        "num_examples": manifest["num_examples"],
+        "num_shards": manifest["num_shards"],
+        "resumed_from": done,
+        "image_size": manifest["image_size"],
+        "wall_time_s": time.perf_counter() - t0,
+        "settings": settings,
+    }
+    if cfg.workdir:
+        w = MetricWriter(workdir, tensorboard=False)
+        w.summary(sample=summary)
+        w.close()
+    return summary
+
+
+def read_plan(out_dir: str | pathlib.Path) -> dict[str, Any]:
+    """The manifest of a finished ``sample`` output directory (one host)."""
+    return json.loads((pathlib.Path(out_dir) / "manifest.json").read_text())

@@ -1,0 +1,62 @@
+"""The stages behind the ``synthaug`` subcommands, and the ``report`` stage."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+from synthaug.pipeline.errors import ConfigError
+
+__all__ = ["report", "run_stage"]
+
+
+def report(cfg) -> pathlib.Path:
+    """A Markdown report of finished stages: one table of each workdir's ``metrics.json``."""
+    from synthaug.pipeline.report import MarkdownReport
+    from synthaug.pipeline.writer import read_metrics
+
+    if not cfg.inputs:
+        raise ConfigError("report needs inputs: workdirs of finished stages")
+    summaries = {str(d): read_metrics(d) for d in cfg.inputs}  # raises before writing
+    rep = MarkdownReport(cfg.out, cfg.title)
+    for where, data in summaries.items():
+        rep.heading(where)
+        for stage, values in data.items():
+            if stage == "scalars":
+                rows = [[k, v["step"], v["value"]] for k, v in sorted(values.items())]
+                rep.table(["scalar", "step", "last value"], rows)
+            elif isinstance(values, dict):
+                flat = {k: v for k, v in values.items() if not isinstance(v, dict | list)}
+                rep.heading(stage, level=3)
+                rep.kv_table(flat, header=("key", "value"))
+                paper = values.get("paper")
+                if isinstance(paper, dict) and paper:
+                    rep.paragraph("Paper: " + ", ".join(f"{k} {v}" for k, v in paper.items()))
+    return rep.write()
+
+
+def run_stage(stage: str, cfg) -> Any:
+    """Run the stage ``stage`` on a validated config."""
+    if stage == "finetune":
+        from synthaug.pipeline.finetune import finetune
+
+        return finetune(cfg)
+    if stage == "sample":
+        from synthaug.pipeline.sample import sample
+
+        return sample(cfg)
+    if stage == "train-classifier":
+        from synthaug.pipeline.classify import train_classifier
+
+        return train_classifier(cfg)
+    if stage == "evaluate":
+        from synthaug.pipeline.evaluate import evaluate
+
+        return evaluate(cfg)
+    if stage == "report":
+        return report(cfg)
+    if stage == "demo":
+        from synthaug.pipeline.demo import run_demo
+
+        return run_demo(cfg)
+    raise ConfigError(f"unknown stage {stage!r}")
