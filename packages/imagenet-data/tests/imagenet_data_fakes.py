@@ -133,14 +133,20 @@ def write_meta_mat(path: pathlib.Path) -> None:
     from scipy import io as sio
 
     dtype = [("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"), ("num_children", "O")]
-    rows = [(np.array([[i]], np.uint16), np.array([w]), np.array(["x"]), np.array([[0]]))
-            for i, w in sorted(DEVKIT_IDS.items())]
+    rows = [
+        (np.array([[i]], np.uint16), np.array([w]), np.array(["x"]), np.array([[0]]))
+        for i, w in sorted(DEVKIT_IDS.items())
+    ]
     # a non-leaf synset as in the real file
-    rows.append((np.array([[1001]], np.uint16), np.array(["n00001740"]), np.array(["entity"]),
-                 np.array([[3]])))
+    rows.append(
+        (
+            np.array([[1001]], np.uint16),
+            np.array(["n00001740"]),
+            np.array(["entity"]),
+            np.array([[3]]),
+        )
+    )
     arr = np.empty((len(rows), 1), dtype=dtype)
     for k, r in enumerate(rows):
         arr[k, 0] = r
     sio.savemat(str(path), {"synsets": arr})
-
-

@@ -42,6 +42,7 @@ def test_name_lookup_variants():
     # short names win over a second lemma of another class
     assert d.label_from_name("partridge") == 86
     assert d.label_from_name("ruffed grouse") == 82
+    assert d.label_from_name("Cardigan") == 264 and d.label_from_name("cardigan") == 474
 
 
 @pytest.mark.parametrize("bad", ["n00000000", "tench ", 12, None])

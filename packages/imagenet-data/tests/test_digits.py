@@ -25,6 +25,7 @@ def test_split_is_fixed_disjoint_and_faithful():
     grey = np.round(src.images * 255 / 16).astype(np.float64)
     xtr, ytr = d.digits_arrays("train", 16)
     xte, yte = d.digits_arrays("test", 16)
+
     # downsample each 16x16 back to 8x8 by 2x2 means and match it to its source image
     def to8(x):
         return x[..., 0].astype(np.float64).reshape(-1, 8, 2, 8, 2).mean((2, 4))

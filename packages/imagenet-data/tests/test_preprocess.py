@@ -85,7 +85,9 @@ def test_diffusion_downsample_is_center_crop_and_area_mean():
     ref = crop.reshape(64, 2, 64, 2, 3).mean((1, 3))
     assert out.shape == (64, 64, 3) and out.dtype == np.uint8
     assert np.abs(out - ref).max() <= 0.5 + 1e-6
-    np.testing.assert_array_equal(in_dataset(lambda x: d.diffusion_downsample(x, size=64), img), out)
+    np.testing.assert_array_equal(
+        in_dataset(lambda x: d.diffusion_downsample(x, size=64), img), out
+    )
     big = rng.integers(0, 256, size=(600, 512, 3), dtype=np.uint8)
     out256 = d.diffusion_downsample(big, size=256).numpy()
     ref256 = big[44:556].astype(np.float64).reshape(256, 2, 256, 2, 3).mean((1, 3))
@@ -113,8 +115,11 @@ def test_inception_crop_flip_seeded_eager_and_dataset():
     from_tensor = d.inception_crop_flip(tf.io.decode_jpeg(enc), size=96, seed=seed).numpy()
     assert np.abs(from_bytes.astype(int) - from_tensor.astype(int)).max() <= 3
     # per-element seeds inside tf.data
-    ds = tf.data.Dataset.from_tensors(img).repeat(4).enumerate().map(
-        lambda i, x: d.inception_crop_flip(x, size=32, seed=tf.stack([i, i]))
+    ds = (
+        tf.data.Dataset.from_tensors(img)
+        .repeat(4)
+        .enumerate()
+        .map(lambda i, x: d.inception_crop_flip(x, size=32, seed=tf.stack([i, i])))
     )
     first = [x.tobytes() for x in ds.as_numpy_iterator()]
     assert first == [x.tobytes() for x in ds.as_numpy_iterator()] and len(set(first)) == 4
@@ -135,29 +140,38 @@ def test_inception_crop_window_and_flip():
         assert 0.08 * 0.8 <= frac_w * frac_h <= 1.0 + 0.05
     assert 2 <= flips <= 14
     # area 1, matching aspect: the whole image, only flipped or not
-    whole = d.inception_crop_flip(img, size=64, seed=[0, 0], area_range=(1.0, 1.0),
-                                  aspect_ratio_range=(1.5, 1.5), flip=False).numpy()
-    np.testing.assert_array_equal(whole, tf.image.resize(img, [64, 64], antialias=True)
-                                  .numpy().round().clip(0, 255).astype(np.uint8))
+    whole = d.inception_crop_flip(
+        img, size=64, seed=[0, 0], area_range=(1.0, 1.0), aspect_ratio_range=(1.5, 1.5), flip=False
+    ).numpy()
+    np.testing.assert_array_equal(
+        whole,
+        tf.image.resize(img, [64, 64], antialias=True)
+        .numpy()
+        .round()
+        .clip(0, 255)
+        .astype(np.uint8),
+    )
 
 
 def test_inception_crop_unseeded_runs_in_dataset():
     img = smooth_image(64, 80)
-    ds = tf.data.Dataset.from_tensors(img).repeat(3).map(
-        lambda x: d.inception_crop_flip(x, size=32))
+    ds = (
+        tf.data.Dataset.from_tensors(img).repeat(3).map(lambda x: d.inception_crop_flip(x, size=32))
+    )
     outs = list(ds.as_numpy_iterator())
     assert all(o.shape == (32, 32, 3) for o in outs)
 
 
 def test_float_range():
     x = np.array([[[0, 128, 255]]], np.uint8)
-    np.testing.assert_allclose(d.to_float_range(x).numpy(), [[[-1.0, 128 / 127.5 - 1, 1.0]]],
-                               atol=1e-6)
-    np.testing.assert_allclose(d.to_float_range(x, low=0.0, high=1.0).numpy(),
-                               [[[0.0, 128 / 255, 1.0]]], atol=1e-6)
+    np.testing.assert_allclose(
+        d.to_float_range(x).numpy(), [[[-1.0, 128 / 127.5 - 1, 1.0]]], atol=1e-6
+    )
+    np.testing.assert_allclose(
+        d.to_float_range(x, low=0.0, high=1.0).numpy(), [[[0.0, 128 / 255, 1.0]]], atol=1e-6
+    )
     all_vals = np.arange(256, dtype=np.uint8).reshape(16, 16, 1)
-    np.testing.assert_array_equal(d.from_float_range(d.to_float_range(all_vals)).numpy(),
-                                  all_vals)
+    np.testing.assert_array_equal(d.from_float_range(d.to_float_range(all_vals)).numpy(), all_vals)
     np.testing.assert_array_equal(in_dataset(d.to_float_range, x), d.to_float_range(x).numpy())
 
 

@@ -20,7 +20,7 @@ def test_folders_train_skips_corrupt_and_keeps_labels(fake_imagenet):
         assert x.ndim == 3 and x.shape[-1] == 3
         assert dominant_label(x) == y
     assert report.num_examples == 13 and report.num_skipped == 1
-    (name, reason), = report.skipped.items()
+    ((name, reason),) = report.skipped.items()
     assert name.endswith(fake_imagenet.corrupt_train) and "truncated" in reason
     # a second epoch is not disturbed and the report does not double count
     assert len(_collect(ds)) == 12 and report.num_skipped == 1
@@ -53,8 +53,9 @@ def test_folders_val_in_class_folders_matches(fake_imagenet):
 
 def test_val_label_files(fake_imagenet, tmp_path):
     gt = fake_imagenet.root / "imagenet/ILSVRC2012_devkit_t12/data"
-    table = d.read_val_labels(gt / "ILSVRC2012_validation_ground_truth.txt",
-                              devkit_meta=gt / "meta.mat")
+    table = d.read_val_labels(
+        gt / "ILSVRC2012_validation_ground_truth.txt", devkit_meta=gt / "meta.mat"
+    )
     assert table == {1: 2, 2: 0, 3: 1, 4: 1, 5: 0, 6: 2}
     assert d.read_devkit_meta(gt / "meta.mat") == {7: WNIDS[2], 3: WNIDS[0], 5: WNIDS[1]}
     wn = tmp_path / "labels.txt"
@@ -72,9 +73,12 @@ def test_host_sharding_partitions_the_files(fake_imagenet):
     full = d.from_folders(root, "train", decode=False)
     everything = sorted(b for b, _ in full.as_numpy_iterator())
     parts = [
-        sorted(b for b, _ in d.from_folders(
-            root, "train", decode=False, process_index=i, process_count=3
-        ).as_numpy_iterator())
+        sorted(
+            b
+            for b, _ in d.from_folders(
+                root, "train", decode=False, process_index=i, process_count=3
+            ).as_numpy_iterator()
+        )
         for i in range(3)
     ]
     assert sum(len(p) for p in parts) == len(everything)
@@ -109,10 +113,14 @@ def test_tfrecords(fake_imagenet):
     assert sorted(y for _, y in out2) == [1] * 4 + [2] * 4
     assert any("label 3 outside [0, 3)" in why for why in report2.skipped.values())
     # sharding by host: by files with enough shards, by records otherwise
-    halves = [_collect(d.from_tfrecords(pattern, label_offset=-1, process_index=i,
-                                        process_count=2)) for i in range(2)]
-    thirds = [_collect(d.from_tfrecords(pattern, label_offset=-1, process_index=i,
-                                        process_count=3)) for i in range(3)]
+    halves = [
+        _collect(d.from_tfrecords(pattern, label_offset=-1, process_index=i, process_count=2))
+        for i in range(2)
+    ]
+    thirds = [
+        _collect(d.from_tfrecords(pattern, label_offset=-1, process_index=i, process_count=3))
+        for i in range(3)
+    ]
     for parts in (halves, thirds):
         assert sorted(y for p in parts for _, y in p) == sorted(y for _, y in out)
 

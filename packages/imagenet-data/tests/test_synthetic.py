@@ -6,8 +6,12 @@ import tensorflow as tf
 
 from synthaug import imagenet_data as d
 
-META = {"generator": "toy-cascade", "sampler": {"guidance": 1.25, "steps": 8}, "seed": 3,
-        "num_classes": 5}
+META = {
+    "generator": "toy-cascade",
+    "sampler": {"guidance": 1.25, "steps": 8},
+    "seed": 3,
+    "num_classes": 5,
+}
 
 
 def generated(start, n):
@@ -25,7 +29,10 @@ def test_write_read_round_trip(tmp_path):
     manifest = w.close()
     names = sorted(p.name for p in (tmp_path / "syn").iterdir())
     assert [n for n in names if n.endswith(".tfrecord")] == [
-        "synthetic-00000.tfrecord", "synthetic-00001.tfrecord", "synthetic-00002.tfrecord"]
+        "synthetic-00000.tfrecord",
+        "synthetic-00001.tfrecord",
+        "synthetic-00002.tfrecord",
+    ]
     assert not [n for n in names if n.endswith(".tmp")]
     on_disk = json.loads((tmp_path / "syn" / "manifest.json").read_text())
     assert on_disk == manifest
@@ -40,8 +47,9 @@ def test_write_read_round_trip(tmp_path):
     assert [int(y) for _, y in out] == labels.tolist()
     assert ds.element_spec[0].dtype == tf.uint8 and ds.element_spec[1].dtype == tf.int32
     # the same records through the generic TFRecord source
-    rec = list(d.from_tfrecords(str(tmp_path / "syn" / "*.tfrecord"), num_classes=5)
-               .as_numpy_iterator())
+    rec = list(
+        d.from_tfrecords(str(tmp_path / "syn" / "*.tfrecord"), num_classes=5).as_numpy_iterator()
+    )
     assert sorted(int(y) for _, y in rec) == sorted(labels.tolist())
 
 
@@ -73,8 +81,9 @@ def test_killed_generation_resumes_without_duplicates_or_losses(tmp_path):
 
 
 def test_jpeg_shards_and_host_sharding(tmp_path):
-    w = d.SyntheticShardWriter(tmp_path / "j", shard_size=3, metadata={"seed": 1},
-                               image_format="jpeg")
+    w = d.SyntheticShardWriter(
+        tmp_path / "j", shard_size=3, metadata={"seed": 1}, image_format="jpeg"
+    )
     rng = np.random.default_rng(0)
     w.write(rng.integers(0, 255, (7, 16, 16, 3), dtype=np.uint8), np.arange(7))
     w.close()
@@ -83,9 +92,15 @@ def test_jpeg_shards_and_host_sharding(tmp_path):
     assert report.num_examples == 7 and report.files == 3
     assert [int(y) for _, y in full] == list(range(7))
     for n in (2, 5):
-        parts = [[int(y) for _, y in d.read_synthetic(
-            tmp_path / "j", process_index=i, process_count=n).as_numpy_iterator()]
-            for i in range(n)]
+        parts = [
+            [
+                int(y)
+                for _, y in d.read_synthetic(
+                    tmp_path / "j", process_index=i, process_count=n
+                ).as_numpy_iterator()
+            ]
+            for i in range(n)
+        ]
         assert sorted(sum(parts, [])) == list(range(7))
 
 

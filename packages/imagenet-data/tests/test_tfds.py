@@ -56,9 +56,15 @@ def test_from_tfds_prepares_and_reads(tfds_dirs):
     # deterministic order, host shards partition the split
     again = [int(y) for _, y in d.from_tfds(data_dir, "train").as_numpy_iterator()]
     assert again == [y for _, y in out]
-    parts = [[int(y) for _, y in d.from_tfds(data_dir, "train", process_index=i,
-                                             process_count=2).as_numpy_iterator()]
-             for i in range(2)]
+    parts = [
+        [
+            int(y)
+            for _, y in d.from_tfds(
+                data_dir, "train", process_index=i, process_count=2
+            ).as_numpy_iterator()
+        ]
+        for i in range(2)
+    ]
     assert sorted(parts[0] + parts[1]) == sorted(again) and all(parts)
     # encoded bytes for fused decode-and-crop
     enc, _ = next(iter(d.from_tfds(data_dir, "train", decode=False)))

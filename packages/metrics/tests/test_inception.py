@@ -53,17 +53,18 @@ def test_matches_pytorch_fid_small_images_unbiased_logits(golden, params):
     assert _rel_err(np.asarray(logits) + params["fc"]["bias"], golden["logits_small"]) < 1e-4
 
 
-def test_matches_pytorch_fid_large_images(golden, params):
-    pool3, logits = make_feature_fn(params)(golden["images_large"])
+def test_matches_pytorch_fid_large_images_in_chunks(golden, params):
+    # batch_size=1: two calls of one compiled function, outputs concatenated.
+    pool3, logits = make_feature_fn(params, batch_size=1)(golden["images_large"])
+    assert pool3.shape == (2, 2048) and logits.shape == (2, 1008)
     assert _rel_err(pool3, golden["pool3_large"]) < 1e-4
     assert _rel_err(logits, golden["logits_large"]) < 1e-4
 
 
-def test_unfused_chunked_float_input_matches(golden, params):
-    fn = make_feature_fn(params, batch_size=2, fuse_1x1=False)
+def test_unfused_float_input_matches(golden, params):
+    fn = make_feature_fn(params, fuse_1x1=False)
     images = golden["images_small"].astype(np.float32) / 255.0
-    pool3, logits = fn(images)  # chunks of 2 and 1
-    assert pool3.shape == (3, 2048)
+    pool3, logits = fn(images)
     assert _rel_err(pool3, golden["pool3_small"]) < 1e-4
     assert _rel_err(logits, golden["logits_small"]) < 1e-4
 

@@ -148,10 +148,14 @@ def test_cache_refuses_stale_entries(tmp_path, setup):
     fields["key"] = np.array('["zzz","{}",8,"x"]')
     np.savez(entries[0], **fields)
     with pytest.raises(StaleCacheError, match="made for another checkpoint"):
-        PromptEmbeddingCache(d, "aaa", "{}", MAX_LEN).get(["one", "two"], tokenizer=tok, encode_fn=enc)
+        PromptEmbeddingCache(d, "aaa", "{}", MAX_LEN).get(
+            ["one", "two"], tokenizer=tok, encode_fn=enc
+        )
     entries[1].write_bytes(b"garbage")
     with pytest.raises(StaleCacheError, match="unreadable"):
-        PromptEmbeddingCache(d, "aaa", "{}", MAX_LEN).get(["one", "two"], tokenizer=tok, encode_fn=enc)
+        PromptEmbeddingCache(d, "aaa", "{}", MAX_LEN).get(
+            ["one", "two"], tokenizer=tok, encode_fn=enc
+        )
     (d / "cache.json").write_text("{not json")
     with pytest.raises(StaleCacheError, match="cache.json is unreadable"):
         PromptEmbeddingCache(d, "aaa", "{}", MAX_LEN)

@@ -27,9 +27,17 @@ TOL = dict(rtol=1e-5, atol=1e-5)
 
 def _fixture_config(golden):
     c = json.loads(str(golden["__header__"]))["config"]
-    keys = ("vocab_size", "d_model", "d_kv", "num_heads", "d_ff", "num_layers",
-            "relative_attention_num_buckets", "relative_attention_max_distance",
-            "layer_norm_epsilon")
+    keys = (
+        "vocab_size",
+        "d_model",
+        "d_kv",
+        "num_heads",
+        "d_ff",
+        "num_layers",
+        "relative_attention_num_buckets",
+        "relative_attention_max_distance",
+        "layer_norm_epsilon",
+    )
     return make_config(**{k: c[k] for k in keys})
 
 
@@ -88,8 +96,10 @@ def test_hf_bfloat16_file(tmp_path, hf, fixtures_dir):
     from safetensors.flax import save_file as save_flax
 
     tensors = load_file(fixtures_dir / "t5_encoder" / "model.safetensors")
-    save_flax({k: jnp.asarray(v, jnp.bfloat16) for k, v in tensors.items()},
-              str(tmp_path / "model.safetensors"))
+    save_flax(
+        {k: jnp.asarray(v, jnp.bfloat16) for k, v in tensors.items()},
+        str(tmp_path / "model.safetensors"),
+    )
     shutil.copy(fixtures_dir / "t5_encoder" / "config.json", tmp_path / "config.json")
     _, params = load_hf_checkpoint(tmp_path)
     emb = params["token_embedder"]["embedding"]
@@ -121,7 +131,9 @@ def test_hf_bad_inputs(tmp_path, fixtures_dir):
         load_hf_checkpoint(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         load_hf_checkpoint(tmp_path)
-    (tmp_path / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
+    (tmp_path / "model.safetensors").write_bytes(
+        b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!"
+    )
     with pytest.raises(ValueError, match="not a safetensors file"):
         load_hf_checkpoint(tmp_path)
     cfg = json.loads((fixtures_dir / "t5_encoder" / "config.json").read_text())
@@ -149,7 +161,11 @@ def _t5x_tree(fixtures_dir, *, split_heads=False, num_heads=4):
     """The fixture's HF weights in the t5x parameter layout (written out independently)."""
     w = load_file(fixtures_dir / "t5_seq2seq" / "model.safetensors")
     enc: dict = {
-        "relpos_bias": {"rel_embedding": w["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"].T},
+        "relpos_bias": {
+            "rel_embedding": w[
+                "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"
+            ].T
+        },
         "encoder_norm": {"scale": w["encoder.final_layer_norm.weight"]},
     }
     n_layers = 1 + max(int(k.split(".")[2]) for k in w if k.startswith("encoder.block."))
@@ -159,19 +175,35 @@ def _t5x_tree(fixtures_dir, *, split_heads=False, num_heads=4):
         for hf, name in (("q", "query"), ("k", "key"), ("v", "value"), ("o", "out")):
             k = w[f"{p}0.SelfAttention.{hf}.weight"].T
             if split_heads:
-                k = k.reshape(k.shape[0], num_heads, -1) if name != "out" else k.reshape(num_heads, -1, k.shape[1])
+                k = (
+                    k.reshape(k.shape[0], num_heads, -1)
+                    if name != "out"
+                    else k.reshape(num_heads, -1, k.shape[1])
+                )
             att[name] = {"kernel": k}
         enc[f"layers_{i}"] = {
             "pre_attention_layer_norm": {"scale": w[f"{p}0.layer_norm.weight"]},
             "attention": att,
             "pre_mlp_layer_norm": {"scale": w[f"{p}1.layer_norm.weight"]},
-            "mlp": {n: {"kernel": w[f"{p}1.DenseReluDense.{n}.weight"].T} for n in ("wi_0", "wi_1", "wo")},
+            "mlp": {
+                n: {"kernel": w[f"{p}1.DenseReluDense.{n}.weight"].T}
+                for n in ("wi_0", "wi_1", "wo")
+            },
         }
-    decoder = {"decoder_norm": {"scale": w["decoder.final_layer_norm.weight"]},
-               "logits_dense": {"kernel": w["shared.weight"].T.copy()}}
+    decoder = {
+        "decoder_norm": {"scale": w["decoder.final_layer_norm.weight"]},
+        "logits_dense": {"kernel": w["shared.weight"].T.copy()},
+    }
     return {
-        "target": {"token_embedder": {"embedding": w["shared.weight"]}, "encoder": enc, "decoder": decoder},
-        "state": {"step": np.int32(1000), "param_states": {"token_embedder": {"embedding": {"v": np.zeros(3, np.float32)}}}},
+        "target": {
+            "token_embedder": {"embedding": w["shared.weight"]},
+            "encoder": enc,
+            "decoder": decoder,
+        },
+        "state": {
+            "step": np.int32(1000),
+            "param_states": {"token_embedder": {"embedding": {"v": np.zeros(3, np.float32)}}},
+        },
     }
 
 

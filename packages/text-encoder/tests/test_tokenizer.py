@@ -66,5 +66,7 @@ def test_errors(tmp_path, spiece_path):
 def test_fingerprint_identifies_the_model(tmp_path, spiece_path):
     a = Tokenizer(spiece_path).fingerprint
     assert a == Tokenizer(spiece_path, max_length=8).fingerprint
-    other = train_tokenizer(["completely different words here"], tmp_path / "o.model", vocab_size=20)
+    other = train_tokenizer(
+        ["completely different words here"], tmp_path / "o.model", vocab_size=20
+    )
     assert Tokenizer(other).fingerprint != a

@@ -104,16 +104,18 @@ def test_shard_params_places_each_leaf_by_its_rule():
 
 
 def test_sharded_init_is_born_sharded_and_matches_plain_init():
-    def init(key):
-        k1, k2 = jax.random.split(key)
-        return {"w": jax.random.normal(k1, (8, 16)), "b": jax.random.normal(k2, (16,))}
+    def init(scale):
+        w = jnp.sin(jnp.arange(8 * 16, dtype=jnp.float32).reshape(8, 16)) * scale
+        return {"w": w, "b": jnp.full((16,), 2.0) * scale}
 
     mesh = make_mesh({"data": 2, "model": 2})
-    params = sharded_init(init, [(r"^w$", P("data", "model"))], mesh, jax.random.key(3))
+    params = sharded_init(init, [(r"^w$", P("data", "model"))], mesh, 3.0)
     assert params["w"].sharding == NamedSharding(mesh, P("data", "model"))
+    assert params["w"].addressable_shards[0].data.shape == (4, 8)
     assert params["b"].sharding.is_fully_replicated
-    plain = init(jax.random.key(3))
+    plain = init(3.0)
     np.testing.assert_allclose(np.asarray(params["w"]), np.asarray(plain["w"]), rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(params["b"]), np.full((16,), 6.0))
 
 
 def test_host_local_to_global_on_one_process():

@@ -419,10 +419,9 @@ def convert_state_dict(state_dict: dict[str, np.ndarray], model: nn.Module) -> d
         _set(out, (coll,) + path, fn(arr) if fn else arr)
     # Check against the module's own shapes.
     size = model.image_size if isinstance(model, VisionTransformer) else 64
-    expected = jax.tree_util.tree_map(lambda s: tuple(s.shape), init_shapes(model, size))
     exp_flat = {
-        "/".join(getattr(k, "key", str(k)) for k in p): v
-        for p, v in jax.tree_util.tree_flatten_with_path(expected)[0]
+        "/".join(getattr(k, "key", str(k)) for k in p): tuple(v.shape)
+        for p, v in jax.tree_util.tree_flatten_with_path(init_shapes(model, size))[0]
     }
     got_flat = {
         "/".join(getattr(k, "key", str(k)) for k in p): tuple(v.shape)

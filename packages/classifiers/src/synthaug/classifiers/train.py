@@ -602,6 +602,7 @@ def fit(
     checkpoint_dir: str | os.PathLike | None = None,
     mesh: Mesh | None = None,
     log_fn: Callable[[dict], None] | None = None,
+    step_fn: Callable[[int, dict], None] | None = None,
 ) -> tuple[TrainState, list[dict]]:
     """Train a classifier on in-memory images; resumes from ``checkpoint_dir`` if present.
 
@@ -622,6 +623,7 @@ def fit(
         resume from the latest checkpoint found there.
       mesh: optional mesh with a ``"data"`` axis (data parallelism).
       log_fn: called with each epoch's record.
+      step_fn: called as ``step_fn(step, metrics)`` after every step (progress display).
 
     Returns:
       ``(state, history)``; history holds one dict per epoch (``epoch``, ``step``,
@@ -687,6 +689,8 @@ def fit(
         sums["top1"] += float(m["top1"])
         sums["lr"] = float(m["lr"])
         sums["n"] += 1
+        if step_fn is not None:
+            step_fn(step, {k: float(v) for k, v in m.items()})
         end_of_epoch = step % spe == 0 or step == n_steps
         if end_of_epoch:
             record = {

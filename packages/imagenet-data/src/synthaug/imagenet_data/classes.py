@@ -47,17 +47,17 @@ def _wnid_index() -> dict[str, int]:
 
 @functools.lru_cache(maxsize=1)
 def _name_indices() -> tuple[dict[str, list[int]], ...]:
-    """Lower-cased full names, short names and lemmas -> labels, in order of precedence."""
-    full: dict[str, list[int]] = {}
-    short: dict[str, list[int]] = {}
-    lemma: dict[str, list[int]] = {}
+    """Name -> labels tables in order of precedence: exact full names, short names, lemmas,
+    then the same lower-cased."""
+    tables: list[dict[str, list[int]]] = [{} for _ in range(6)]
     for label, names in enumerate(_table()[1]):
-        lemmas = [x.strip().lower() for x in names.split(",")]
-        full.setdefault(names.lower(), []).append(label)
-        short.setdefault(lemmas[0], []).append(label)
-        for x in dict.fromkeys(lemmas):
-            lemma.setdefault(x, []).append(label)
-    return full, short, lemma
+        lemmas = [x.strip() for x in names.split(",")]
+        for offset, fold in ((0, str), (3, str.lower)):
+            tables[offset].setdefault(fold(names), []).append(label)
+            tables[offset + 1].setdefault(fold(lemmas[0]), []).append(label)
+            for x in dict.fromkeys(fold(x) for x in lemmas):
+                tables[offset + 2].setdefault(x, []).append(label)
+    return tuple(tables)
 
 
 def wnids() -> tuple[str, ...]:
@@ -70,6 +70,7 @@ def class_names() -> tuple[str, ...]:
     return _table()[1]
 
 
+@functools.lru_cache(maxsize=1)
 def short_names() -> tuple[str, ...]:
     """All 1000 short names (the first lemma, used in prompts), index = label."""
     return tuple(n.split(",")[0].strip() for n in _table()[1])
@@ -79,7 +80,9 @@ def _check_label(label: int) -> int:
     try:
         value = int(label)
     except (TypeError, ValueError):
-        raise UnknownClassError(f"label: expected an int in [0, {NUM_CLASSES}), got {label!r}")
+        raise UnknownClassError(
+            f"label: expected an int in [0, {NUM_CLASSES}), got {label!r}"
+        ) from None
     if value != label or not 0 <= value < NUM_CLASSES:
         raise UnknownClassError(f"label: expected an int in [0, {NUM_CLASSES}), got {label!r}")
     return value
@@ -127,7 +130,8 @@ def label_from_name(name: str) -> int:
       name: a full name (``"tench, Tinca tinca"``), a short name (``"tench"``), any single
         lemma (``"Tinca tinca"``) or a WordNet id. Full names take precedence over short
         names, and short names over other lemmas (``"partridge"`` is class 86, whose short
-        name it is, not class 82 that lists it second).
+        name it is, not class 82 that lists it second), and an exact-case match over a
+        case-insensitive one (``"Cardigan"`` is the dog, ``"cardigan"`` the sweater).
 
     Returns:
       The int label.
@@ -140,10 +144,10 @@ def label_from_name(name: str) -> int:
         raise UnknownClassError(f"name: expected a str, got {type(name).__name__}")
     if name in _wnid_index():
         return _wnid_index()[name]
-    key = " ".join(name.strip().lower().split())
+    key = " ".join(name.split())
     labels = None
-    for index in _name_indices():
-        labels = index.get(key)
+    for k, index in enumerate(_name_indices()):
+        labels = index.get(key if k < 3 else key.lower())
         if labels:
             break
     if not labels:

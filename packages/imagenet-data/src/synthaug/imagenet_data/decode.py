@@ -153,7 +153,7 @@ def finish(
             deterministic=deterministic,
         )
     else:
-        ds = ds.map(lambda b, y, n: (b, y), deterministic=deterministic)
+        ds = ds.map(lambda b, y, n: (b, y))
     ds = ds.ignore_errors()
     options = tf.data.Options()
     options.deterministic = deterministic

@@ -13,7 +13,18 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-DIGITS_CLASS_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+DIGITS_CLASS_NAMES = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+)
 DIGITS_SIZES = (16, 32)
 DIGITS_SPLITS = ("train", "test")
 _TEST_FRACTION = 0.2

@@ -69,24 +69,25 @@ def eval_resize_crop(
     resize_size: int = 256,
     crop_size: int = 224,
     square: bool = False,
-    method: str = "bilinear",
 ) -> tf.Tensor:
     """Evaluation preprocessing: resize (shorter side, or both sides) then center crop.
 
-    Implemented as the equivalent center crop of the original followed by one resize to
-    ``crop_size`` (so JPEG bytes decode only the window that is kept): with
-    ``square=False`` the crop is the centered square of side
-    ``min(H, W) * crop_size / resize_size`` (resize the shorter side to ``resize_size``, then
-    center crop ``crop_size``: the paper's 256 -> 224 for real images); with ``square=True``
-    it is the centered ``H * c / r`` x ``W * c / r`` window (resize to ``resize_size``
-    squared, then center crop: the paper's protocol for 256x256 synthetic images).
+    With ``square=False`` the shorter side is resized to ``resize_size`` (the longer one to
+    ``int(resize_size * long / short)``, as torchvision does) and the center
+    ``crop_size`` square is kept: the paper's 256 -> 224 protocol for real images. With
+    ``square=True`` the image is resized to ``resize_size`` squared first (the protocol for
+    256x256 synthetic images). The crop offset is ``round((resized - crop_size) / 2)``.
+
+    The result equals ``tf.image.resize(..., antialias=True)`` (bilinear) followed by the
+    crop, but only the window of the original that contributes is touched: JPEG bytes decode
+    just that window (``decode_and_crop_jpeg``) and one scale-and-translate produces the
+    output.
 
     Args:
       image: uint8 ``[H, W, 3]`` or a scalar string of encoded bytes.
-      resize_size: the size the image is (notionally) resized to.
+      resize_size: the size the image is resized to.
       crop_size: the output side.
       square: resize both sides instead of the shorter one.
-      method: a ``tf.image.resize`` method (antialiased when downsampling).
 
     Returns:
       uint8 ``[crop_size, crop_size, 3]``.
@@ -97,17 +98,36 @@ def eval_resize_crop(
             f"got {crop_size}/{resize_size}"
         )
     image = _as_input(image)
-    hw = tf.cast(_shape_hw(image), tf.float32)
-    frac = crop_size / resize_size
+    hw = _shape_hw(image)
+    hw_f = tf.cast(hw, tf.float64)
     if square:
-        crop_hw = hw * frac
+        resized = tf.constant([resize_size, resize_size], tf.int32)
     else:
-        crop_hw = tf.fill([2], tf.reduce_min(hw) * frac)
-    crop_hw = tf.maximum(tf.cast(tf.round(crop_hw), tf.int32), 1)
-    offset = (tf.cast(hw, tf.int32) - crop_hw) // 2
-    window = tf.concat([offset, crop_hw], axis=0)
-    out = _resize(_crop(image, window), crop_size, method)
-    return tf.ensure_shape(out, [crop_size, crop_size, 3])
+        short = tf.reduce_min(hw_f)
+        resized = tf.where(
+            hw_f == short,
+            tf.constant(resize_size, tf.float64),
+            tf.floor(resize_size * hw_f / short),
+        )
+        resized = tf.cast(resized, tf.int32)
+    scale = tf.cast(resized, tf.float64) / hw_f  # per axis, as tf.image.resize
+    offset = tf.cast(tf.round(tf.cast(resized - crop_size, tf.float64) / 2.0), tf.float64)
+    # the part of the original that the crop's kernels reach, plus a margin
+    margin = tf.math.ceil(2.0 / tf.reduce_min(scale)) + 2.0
+    lo = tf.maximum(tf.floor(offset / scale) - margin, 0.0)
+    hi = tf.minimum(tf.math.ceil((offset + crop_size) / scale) + margin, hw_f)
+    lo_i = tf.cast(lo, tf.int32)
+    window = tf.concat([lo_i, tf.cast(hi, tf.int32) - lo_i], axis=0)
+    part = tf.cast(_crop(image, window), tf.float32)[None]
+    out = tf.raw_ops.ScaleAndTranslate(
+        images=part,
+        size=tf.constant([crop_size, crop_size], tf.int32),
+        scale=tf.cast(scale, tf.float32),
+        translation=tf.cast(lo * scale - offset, tf.float32),
+        kernel_type="triangle",
+        antialias=True,
+    )[0]
+    return tf.ensure_shape(_to_uint8(out), [crop_size, crop_size, 3])
 
 
 def inception_crop_flip(

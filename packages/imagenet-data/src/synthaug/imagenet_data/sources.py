@@ -38,9 +38,7 @@ def _check_host(process_index: int, process_count: int) -> None:
 
 
 def _image_files(folder: pathlib.Path) -> list[pathlib.Path]:
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _class_dirs(folder: pathlib.Path) -> list[pathlib.Path]:

@@ -118,7 +118,7 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, *_args, **_kwargs)
     view = np.lib.stride_tricks.as_strided(
         flat[storage_offset:], shape=size, strides=tuple(s * itemsize for s in stride)
     )
-    return np.array(view)  # a contiguous, writable copy
+    return np.array(view, order="C")  # a contiguous, writable copy
 
 
 def _rebuild_parameter(data, *_args, **_kwargs):

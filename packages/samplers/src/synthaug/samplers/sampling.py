@@ -256,6 +256,15 @@ def _sample(
     )
 
 
+def _constrain(x: Array, sharding: jax.sharding.Sharding) -> Array:
+    """Lay ``x`` out as ``sharding`` (``reshard`` on meshes with explicit axes)."""
+    mesh = getattr(sharding, "mesh", None)
+    axis_types = getattr(mesh, "axis_types", ()) or ()
+    if any(t == jax.sharding.AxisType.Explicit for t in axis_types):
+        return jax.sharding.reshard(x, sharding)
+    return jax.lax.with_sharding_constraint(x, sharding)
+
+
 @functools.partial(
     jax.jit,
     static_argnames=(
@@ -292,7 +301,7 @@ def _sample_jit(
     num = steps.times.shape[0]
 
     def constrain(x):
-        return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
+        return x if sharding is None else _constrain(x, sharding)
 
     if noise is None:
         key_init, key_steps = jax.random.split(rng)

@@ -138,7 +138,9 @@ class PromptEmbeddingCache:
         self._entries = self.cache_dir / "entries"
         self._meta = self._read_meta()
         if self._meta is not None:
-            self._check({"fingerprint": fingerprint, "template": template, "max_length": max_length})
+            self._check(
+                {"fingerprint": fingerprint, "template": template, "max_length": max_length}
+            )
 
     # -- metadata
 
@@ -163,7 +165,9 @@ class PromptEmbeddingCache:
     def _check(self, want: dict) -> None:
         bad = {k: (self._meta.get(k), v) for k, v in want.items() if self._meta.get(k) != v}
         if bad:
-            detail = "; ".join(f"{k}: cache has {a!r}, asked for {b!r}" for k, (a, b) in bad.items())
+            detail = "; ".join(
+                f"{k}: cache has {a!r}, asked for {b!r}" for k, (a, b) in bad.items()
+            )
             raise StaleCacheError(
                 f"prompt-embedding cache {str(self.cache_dir)!r} was made for something else "
                 f"({detail}); use another cache_dir or delete this one to rebuild it"
@@ -214,7 +218,8 @@ class PromptEmbeddingCache:
             )
         if problems:
             raise StaleCacheError(
-                f"prompt-embedding cache entry {str(path)!r} is stale: " + "; ".join(problems)
+                f"prompt-embedding cache entry {str(path)!r} is stale: "
+                + "; ".join(problems)
                 + "; delete it (or the whole cache) to recompute"
             )
         return _from_stored(stored["embedding"], dtype), stored["mask"].astype(bool)
@@ -314,4 +319,3 @@ class PromptEmbeddingCache:
         chex.assert_shape(emb, (len(prompts), self.max_length, d_model))
         chex.assert_shape(masks, (len(prompts), self.max_length))
         return emb, masks
-

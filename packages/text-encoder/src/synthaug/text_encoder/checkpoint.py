@@ -103,9 +103,7 @@ class _SafetensorsFile:
             )
         if math.prod(shape) == 0:
             return np.zeros(shape, dt)
-        return np.memmap(
-            self.path, dtype=dt, mode="r", offset=self.data_start + begin, shape=shape
-        )
+        return np.memmap(self.path, dtype=dt, mode="r", offset=self.data_start + begin, shape=shape)
 
 
 class _TensorSource:
@@ -255,8 +253,16 @@ def _hf_layout(config) -> dict[str, tuple[tuple[str, ...], tuple[int, ...], bool
         p = f"encoder.block.{i}.layer."
         lay = f"layers_{i}"
         for hf, t5x in (("q", "query"), ("k", "key"), ("v", "value")):
-            out[f"{p}0.SelfAttention.{hf}.weight"] = ((lay, "attention", t5x, "kernel"), (inner, d), True)
-        out[f"{p}0.SelfAttention.o.weight"] = ((lay, "attention", "out", "kernel"), (d, inner), True)
+            out[f"{p}0.SelfAttention.{hf}.weight"] = (
+                (lay, "attention", t5x, "kernel"),
+                (inner, d),
+                True,
+            )
+        out[f"{p}0.SelfAttention.o.weight"] = (
+            (lay, "attention", "out", "kernel"),
+            (d, inner),
+            True,
+        )
         out[f"{p}0.layer_norm.weight"] = ((lay, "pre_attention_layer_norm", "scale"), (d,), False)
         out[f"{p}1.DenseReluDense.wi_0.weight"] = ((lay, "mlp", "wi_0", "kernel"), (f, d), True)
         out[f"{p}1.DenseReluDense.wi_1.weight"] = ((lay, "mlp", "wi_1", "kernel"), (f, d), True)
@@ -356,8 +362,14 @@ def _t5x_layout(config) -> dict[str, tuple[tuple[str, ...], tuple[int, ...]]]:
     for i in range(config.num_layers):
         lay = f"layers_{i}"
         for proj in ("query", "key", "value"):
-            out[f"encoder/{lay}/attention/{proj}/kernel"] = ((lay, "attention", proj, "kernel"), (d, inner))
-        out[f"encoder/{lay}/attention/out/kernel"] = ((lay, "attention", "out", "kernel"), (inner, d))
+            out[f"encoder/{lay}/attention/{proj}/kernel"] = (
+                (lay, "attention", proj, "kernel"),
+                (d, inner),
+            )
+        out[f"encoder/{lay}/attention/out/kernel"] = (
+            (lay, "attention", "out", "kernel"),
+            (inner, d),
+        )
         for norm in ("pre_attention_layer_norm", "pre_mlp_layer_norm"):
             out[f"encoder/{lay}/{norm}/scale"] = ((lay, norm, "scale"), (d,))
         for w, shape in (("wi_0", (d, f)), ("wi_1", (d, f)), ("wo", (f, d))):

@@ -25,7 +25,11 @@ def _check_params(config, params) -> None:
     got_d = {jax.tree_util.keystr(k): tuple(np.shape(v)) for k, v in got}
     missing = sorted(set(want_d) - set(got_d))
     unexpected = sorted(set(got_d) - set(want_d))
-    wrong = [f"{k}: {got_d[k]} (expected {want_d[k]})" for k in want_d if k in got_d and got_d[k] != want_d[k]]
+    wrong = [
+        f"{k}: {got_d[k]} (expected {want_d[k]})"
+        for k in want_d
+        if k in got_d and got_d[k] != want_d[k]
+    ]
     if missing or unexpected or wrong:
         raise ValueError(
             "params do not match the encoder config: "
@@ -39,9 +43,7 @@ def _jitted_apply(model: T5Encoder):
     return jax.jit(lambda p, ids, mask: model.apply({"params": p}, ids, mask))
 
 
-def make_encode_fn(
-    config, params, *, dtype: Any = jnp.float32, precision: Any = None
-) -> EncodeFn:
+def make_encode_fn(config, params, *, dtype: Any = jnp.float32, precision: Any = None) -> EncodeFn:
     """A jitted encoder ``fn(ids, mask) -> embeddings``.
 
     Args:

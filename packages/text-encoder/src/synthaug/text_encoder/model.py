@@ -129,7 +129,9 @@ class GatedGeluMlp(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        gate = jax.nn.gelu(_dense(self.d_ff, "wi_0", self.dtype, self.precision)(x), approximate=True)
+        gate = jax.nn.gelu(
+            _dense(self.d_ff, "wi_0", self.dtype, self.precision)(x), approximate=True
+        )
         lin = _dense(self.d_ff, "wi_1", self.dtype, self.precision)(x)
         return _dense(self.d_model, "wo", self.dtype, self.precision)(gate * lin)
 
@@ -252,7 +254,9 @@ class T5Encoder(nn.Module):
         rel_table = RelativePositionBias(self.num_heads, self.num_buckets, name="relpos_bias")()
         pos = np.arange(length)
         buckets = relative_position_bucket(
-            pos[None, :] - pos[:, None], num_buckets=self.num_buckets, max_distance=self.max_distance
+            pos[None, :] - pos[:, None],
+            num_buckets=self.num_buckets,
+            max_distance=self.max_distance,
         )
         bias = rel_table.astype(jnp.float32)[:, buckets][None]  # [1, H, L, L]
         neg = jnp.finfo(jnp.float32).min
@@ -275,21 +279,43 @@ class T5Encoder(nn.Module):
 def init_params(config, rng: jax.Array) -> dict:
     """Random float32 parameters of a T5 encoder (for tests and toy runs).
 
+    The values are drawn on the host with numpy (seeded from ``rng``), which avoids
+    compiling a random-number program for every weight: kernels ~ N(0, 1/fan_in), the
+    embedding ~ N(0, 1), the relative-position table ~ N(0, 0.1²), norm scales 1. Real
+    weights come from :func:`load_hf_checkpoint` / :func:`load_t5x_checkpoint`;
+    ``T5Encoder.init`` remains available for a Flax-native init.
+
     Args:
       config: the encoder ConfigDict.
       rng: a ``jax.random`` key.
 
     Returns:
-      The params dict (without the ``{"params": ...}`` wrapper).
+      The params dict (without the ``{"params": ...}`` wrapper), numpy float32 arrays.
     """
-    model = T5Encoder.from_config(config)
-    ids = jnp.zeros((1, 4), jnp.int32)
-    return jax.jit(model.init)(rng, ids, jnp.ones((1, 4), bool))["params"]
+    shapes = param_shapes(config)
+    seed = np.asarray(jax.random.key_data(rng)).astype(np.uint32).ravel().tolist()
+    gen = np.random.default_rng(seed)
+
+    def draw(path, leaf):
+        name = jax.tree_util.keystr(path)
+        shape = leaf.shape
+        if "scale" in name:
+            return np.ones(shape, np.float32)
+        if "rel_embedding" in name:
+            return (0.1 * gen.standard_normal(shape)).astype(np.float32)
+        if "embedding" in name:
+            return gen.standard_normal(shape).astype(np.float32)
+        return (gen.standard_normal(shape) / math.sqrt(shape[0])).astype(np.float32)
+
+    return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
 def param_shapes(config) -> dict:
     """The parameter tree as ``jax.ShapeDtypeStruct``s, computed with ``jax.eval_shape``."""
-    return jax.eval_shape(lambda: init_params(config, jax.random.key(0)))
+    model = T5Encoder.from_config(config)
+    ids = jax.ShapeDtypeStruct((1, 4), jnp.int32)
+    mask = jax.ShapeDtypeStruct((1, 4), jnp.bool_)
+    return jax.eval_shape(model.init, jax.random.key(0), ids, mask)["params"]
 
 
 def count_params(config) -> int:

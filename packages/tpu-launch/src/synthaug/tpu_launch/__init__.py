@@ -1,36 +1,60 @@
 """synthaug.tpu_launch: Multi-host JAX initialisation, device meshes, sharding rules and launchers for TPU pods and local multi-process runs."""
 
+import importlib
 from importlib import metadata as _metadata
+from typing import TYPE_CHECKING
 
-from .distributed import (
-    DistributedSettings,
-    DistributedSettingsError,
-    detect_settings,
-    initialize,
-    is_initialized,
-    process_count,
-    process_index,
-    tpu_vm_detected,
-)
-from .local import child_environment, free_port, launch_local
-from .mesh import DEFAULT_AXES, MeshShapeError, make_mesh, resolve_mesh_shape
-from .sharding import (
-    DATA_AXES,
-    ShardingRuleError,
-    batch_spec,
-    gather_to_host0,
-    host_local_to_global,
-    host_shard_info,
-    match_rule,
-    num_batch_slices,
-    param_paths,
-    partition_specs,
-    process_allgather,
-    shard_params,
-    sharded_init,
-    shardings_for,
-)
-from .tpu import Step, TpuSlice, plan_tpu_run, run_steps
+_LAZY = {
+    "DistributedSettings": "distributed",
+    "DistributedSettingsError": "distributed",
+    "detect_settings": "distributed",
+    "initialize": "distributed",
+    "is_initialized": "distributed",
+    "process_count": "distributed",
+    "process_index": "distributed",
+    "tpu_vm_detected": "distributed",
+    "child_environment": "local",
+    "free_port": "local",
+    "launch_local": "local",
+    "DEFAULT_AXES": "mesh",
+    "MeshShapeError": "mesh",
+    "make_mesh": "mesh",
+    "resolve_mesh_shape": "mesh",
+    "DATA_AXES": "sharding",
+    "ShardingRuleError": "sharding",
+    "batch_spec": "sharding",
+    "gather_to_host0": "sharding",
+    "host_local_to_global": "sharding",
+    "host_shard_info": "sharding",
+    "match_rule": "sharding",
+    "num_batch_slices": "sharding",
+    "param_paths": "sharding",
+    "partition_specs": "sharding",
+    "process_allgather": "sharding",
+    "shard_params": "sharding",
+    "sharded_init": "sharding",
+    "shardings_for": "sharding",
+    "Step": "tpu",
+    "TpuSlice": "tpu",
+    "plan_tpu_run": "tpu",
+    "run_steps": "tpu",
+}
+
+
+def __getattr__(name: str) -> object:
+    # Submodules load on first use, so that the launcher (``synthaug-launch local``) starts
+    # its processes without importing JAX itself.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 try:
     __version__ = _metadata.version("synthaug-tpu-launch")
@@ -73,3 +97,34 @@ __all__ = [
     "shardings_for",
     "tpu_vm_detected",
 ]
+
+if TYPE_CHECKING:  # pragma: no cover - for static analysis only
+    from .distributed import (
+        DistributedSettings,
+        DistributedSettingsError,
+        detect_settings,
+        initialize,
+        is_initialized,
+        process_count,
+        process_index,
+        tpu_vm_detected,
+    )
+    from .local import child_environment, free_port, launch_local
+    from .mesh import DEFAULT_AXES, MeshShapeError, make_mesh, resolve_mesh_shape
+    from .sharding import (
+        DATA_AXES,
+        ShardingRuleError,
+        batch_spec,
+        gather_to_host0,
+        host_local_to_global,
+        host_shard_info,
+        match_rule,
+        num_batch_slices,
+        param_paths,
+        partition_specs,
+        process_allgather,
+        shard_params,
+        sharded_init,
+        shardings_for,
+    )
+    from .tpu import Step, TpuSlice, plan_tpu_run, run_steps

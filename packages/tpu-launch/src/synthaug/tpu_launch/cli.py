@@ -13,7 +13,6 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from .distributed import DistributedSettingsError
 from .local import launch_local
 from .tpu import TpuSlice, plan_tpu_run, run_steps
 
@@ -186,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.subcommand == "local":
             return _run_local(args)
         return _run_tpu(args)
-    except (ValueError, FileNotFoundError, KeyError, DistributedSettingsError) as e:
+    except (ValueError, FileNotFoundError, KeyError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
 

@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 
 import jax
 
+from ._env import ENV_COORDINATOR_ADDRESS, ENV_NUM_PROCESSES, ENV_PROCESS_ID
+
 __all__ = [
     "ENV_COORDINATOR_ADDRESS",
     "ENV_NUM_PROCESSES",
@@ -39,9 +41,6 @@ __all__ = [
     "tpu_vm_detected",
 ]
 
-ENV_COORDINATOR_ADDRESS = "JAX_COORDINATOR_ADDRESS"
-ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
-ENV_PROCESS_ID = "JAX_PROCESS_ID"
 
 # Environment variables present on Cloud TPU VMs and TPU containers on GKE.
 _TPU_ENV_VARS = (

@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import IO
 
-from .distributed import ENV_COORDINATOR_ADDRESS, ENV_NUM_PROCESSES, ENV_PROCESS_ID
+from ._env import ENV_COORDINATOR_ADDRESS, ENV_NUM_PROCESSES, ENV_PROCESS_ID
 
 __all__ = ["TIMEOUT_EXIT_CODE", "child_environment", "free_port", "launch_local"]
 

@@ -195,13 +195,20 @@ def global_process_psum(mesh: Mesh) -> float:
 
 
 def default_mesh_configs(num_devices: int) -> list[dict[str, int]]:
-    """Meshes the self-test trains under: pure data parallel, plus model and FSDP splits."""
+    """Meshes the self-test trains under: pure data parallel, plus model and FSDP splits.
+
+    Args:
+      num_devices: the total device count.
+
+    Returns:
+      Mesh axis configs for `make_mesh` (with 4 devices the last one is model-parallel only).
+    """
     configs: list[dict[str, int]] = [{"data": -1, "fsdp": 1, "model": 1}]
     if num_devices % 2 == 0:
         configs.append({"data": -1, "fsdp": 1, "model": 2})
     if num_devices % 4 == 0:
         configs.append({"data": -1, "fsdp": 2, "model": 2})
-        configs.append({"data": 1, "fsdp": 1, "model": 4})
+        configs.append({"data": -1, "fsdp": 1, "model": 4})
     return configs
 
 
@@ -244,6 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     global_batch = args.global_batch or 4 * jax.device_count()
     results: dict[str, np.ndarray] = {"psum": np.asarray(total)}
+    first_losses: np.ndarray | None = None
     for axes in default_mesh_configs(jax.device_count()):
         mesh = make_mesh(axes)
         params, losses = train_tiny(
@@ -257,6 +265,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
         ok &= bool(np.all(np.isfinite(losses)))
+        # The mesh must not change the numbers (beyond float rounding).
+        first_losses = losses if first_losses is None else first_losses
+        if not np.allclose(losses, first_losses, rtol=1e-4, atol=1e-6):
+            print(f"losses under mesh {dict(mesh.shape)} differ from the first mesh", flush=True)
+            ok = False
         gathered = gather_to_host0(params)
         if gathered is not None:
             for path, leaf in jax.tree_util.tree_flatten_with_path(gathered)[0]:

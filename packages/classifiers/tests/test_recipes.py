@@ -1,0 +1,91 @@
+"""Recipes: the paper's hyper-parameters, lr scaling with batch, schedule and decay mask."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from synthaug.classifiers import (
+    deit_recipe,
+    get_model,
+    init_shapes,
+    learning_rate_schedule,
+    make_optimizer,
+    peak_learning_rate,
+    resnet_recipe,
+    weight_decay_mask,
+)
+
+
+def test_resnet_recipe_values():
+    c = resnet_recipe()
+    assert (c.batch_size, c.epochs, c.optimizer, c.momentum, c.nesterov) == (
+        1024, 90, "sgd", 0.9, True
+    )
+    assert c.weight_decay == 1e-4 and c.warmup_epochs == 5 and c.schedule == "cosine"
+    assert peak_learning_rate(c) == pytest.approx(0.4)
+    assert peak_learning_rate(resnet_recipe(256)) == pytest.approx(0.1)
+    assert resnet_recipe(label_smoothing=0.1).label_smoothing == 0.1
+    with pytest.raises(AttributeError):
+        c.not_a_key = 1  # locked: unknown keys are an error
+
+
+def test_deit_recipe_values_and_lr_scaling():
+    c = deit_recipe(512)
+    assert c.optimizer == "adamw" and c.epochs == 300 and c.weight_decay == 0.05
+    assert peak_learning_rate(c) == pytest.approx(5e-4)
+    assert peak_learning_rate(deit_recipe(1024)) == pytest.approx(1e-3)
+    assert c.mixup_alpha == 0.8 and c.cutmix_alpha == 1.0 and c.randaugment.num_layers == 2
+    assert c.model_kwargs.drop_path_rate == 0.1 and c.label_smoothing == 0.1
+    c.batch_size = 2048  # overriding the batch rescales the lr
+    assert peak_learning_rate(c) == pytest.approx(2e-3)
+
+
+def test_schedule_warmup_then_cosine():
+    c = resnet_recipe(256, 10)
+    spe = 100
+    sched = learning_rate_schedule(c, spe)
+    assert float(sched(0)) == 0.0
+    assert float(sched(250)) == pytest.approx(0.05)  # half-way through 5 warmup epochs
+    assert float(sched(500)) == pytest.approx(0.1)
+    assert float(sched(750)) == pytest.approx(0.05, rel=1e-4)  # cosine mid-point
+    assert float(sched(1000)) == pytest.approx(0.0, abs=1e-7)
+    step = resnet_recipe(256, 90, schedule="step")
+    s = learning_rate_schedule(step, 10)
+    assert [float(s(e * 10)) for e in (10, 35, 65, 85)] == pytest.approx(
+        [0.1, 0.01, 0.001, 0.0001]
+    )
+
+
+def test_weight_decay_skips_batchnorm_biases_and_tokens():
+    params = init_shapes(get_model("resnet18"))["params"]
+    mask = weight_decay_mask(params)
+    assert mask["conv1"]["kernel"] and mask["fc"]["kernel"]
+    assert not mask["bn1"]["scale"] and not mask["bn1"]["bias"] and not mask["fc"]["bias"]
+    vit = init_shapes(get_model("vit_ti16_224"))["params"]
+    vmask = weight_decay_mask(vit)
+    assert vmask["blocks_0"]["attn"]["qkv"]["kernel"]
+    assert not vmask["pos_embed"] and not vmask["cls_token"] and not vmask["norm"]["scale"]
+
+
+def test_sgd_weight_decay_acts_on_kernels_only():
+    c = resnet_recipe(256, 10)
+    c.warmup_epochs = 0.0
+    tx, _ = make_optimizer(c, 10)
+    params = {"conv": {"kernel": jnp.ones((3, 3, 2, 2))}, "bn": {"scale": jnp.ones((2,))}}
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    updates, _ = tx.update(zeros, tx.init(params), params)
+    # Nesterov SGD: first update = -lr * (1 + momentum) * wd * w for decayed weights.
+    np.testing.assert_allclose(updates["conv"]["kernel"], -0.1 * 1.9 * 1e-4, rtol=1e-5)
+    np.testing.assert_array_equal(updates["bn"]["scale"], 0.0)
+
+
+def test_bad_values_are_named():
+    with pytest.raises(ValueError, match="batch_size"):
+        resnet_recipe(0)
+    with pytest.raises(ValueError, match="schedule"):
+        resnet_recipe(schedule="linear")
+    c = resnet_recipe()
+    c.optimizer = "lamb"
+    with pytest.raises(ValueError, match="config.optimizer"):
+        make_optimizer(c, 10)
