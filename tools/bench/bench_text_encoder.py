@@ -29,7 +29,7 @@ def run(quick: bool) -> list[Result]:
 
     from synthaug.text_encoder import load_hf_checkpoint, make_encode_fn
 
-    batch, length = (8, 64) if quick else (32, 128)
+    batch, length = (4, 32) if quick else (16, 128)
     torch.manual_seed(0)
     cfg = transformers.T5Config(
         vocab_size=4096,

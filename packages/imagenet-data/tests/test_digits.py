@@ -9,7 +9,7 @@ from synthaug import imagenet_data as d
 def test_arrays_shapes_and_split(size):
     xtr, ytr = d.digits_arrays("train", size)
     xte, yte = d.digits_arrays("test", size)
-    assert xtr.shape == (1437, size, size, 3) and xte.shape == (360, size, size, 3)
+    assert xtr.shape == (1438, size, size, 3) and xte.shape == (359, size, size, 3)
     assert xtr.dtype == np.uint8 and ytr.dtype == np.int32
     assert len(ytr) + len(yte) == 1797
     # every class in both splits, roughly 20% test per class

@@ -29,23 +29,37 @@ def in_dataset(fn, x):
     return next(iter(ds.as_numpy_iterator()))
 
 
+def resized_hw(h, w, size=256):
+    """torchvision's Resize(size): shorter side to size, longer side truncated."""
+    return (size, int(size * w / h)) if h <= w else (int(size * h / w), size)
+
+
 def pil_eval(img, resize=256, crop=224):
-    h, w = img.shape[:2]
-    s = resize / min(h, w)
-    im = Image.fromarray(img).resize((round(w * s), round(h * s)), Image.Resampling.BILINEAR)
-    W, H = im.size
-    left, top = (W - crop) // 2, (H - crop) // 2
+    H, W = resized_hw(*img.shape[:2], resize)
+    im = Image.fromarray(img).resize((W, H), Image.Resampling.BILINEAR)
+    top, left = round((H - crop) / 2), round((W - crop) / 2)
     return np.asarray(im.crop((left, top, left + crop, top + crop)))
 
 
-@pytest.mark.parametrize("hw", [(300, 400), (375, 500), (512, 256)])
-def test_eval_resize_crop_matches_pil_reference(hw):
+def tf_resize_then_crop(img, H, W, crop=224):
+    r = tf.image.resize(img, [H, W], antialias=True).numpy()
+    top, left = round((H - crop) / 2), round((W - crop) / 2)
+    return r[top : top + crop, left : left + crop].round().clip(0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("hw", [(300, 400), (375, 500), (512, 256), (100, 90), (600, 255)])
+def test_eval_resize_crop_is_resize_then_crop(hw):
     img = smooth_image(*hw)
     out = d.eval_resize_crop(img).numpy()
     assert out.shape == (224, 224, 3) and out.dtype == np.uint8
-    ref = pil_eval(img)
-    diff = np.abs(out.astype(int) - ref.astype(int))
+    # the literal two-step computation, full image resized then cropped
+    ref = tf_resize_then_crop(img, *resized_hw(*hw))
+    assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
+    # and PIL's bilinear resize + crop (a different antialiasing filter: close, not equal)
+    diff = np.abs(out.astype(int) - pil_eval(img).astype(int))
     assert diff.mean() < 1.5 and np.percentile(diff, 99) <= 6
+    square = d.eval_resize_crop(img, square=True).numpy()
+    assert np.abs(square.astype(int) - tf_resize_then_crop(img, 256, 256).astype(int)).max() <= 1
 
 
 def test_eval_resize_crop_eager_dataset_and_bytes_agree():
@@ -58,7 +72,8 @@ def test_eval_resize_crop_eager_dataset_and_bytes_agree():
     ds_bytes = in_dataset(d.eval_resize_crop, tf.constant(enc))
     np.testing.assert_array_equal(eager_img, ds_img)
     np.testing.assert_array_equal(eager_bytes, ds_bytes)
-    assert np.abs(eager_img.astype(int) - eager_bytes.astype(int)).max() <= 3
+    # only the needed window of the JPEG is decoded, with the same result
+    np.testing.assert_array_equal(eager_img, eager_bytes)
     # PNG bytes take the generic decode path and give the exact tensor result
     np.testing.assert_array_equal(d.eval_resize_crop(png_bytes(decoded)).numpy(), eager_img)
 
@@ -92,12 +107,12 @@ def test_diffusion_downsample_is_center_crop_and_area_mean():
     out256 = d.diffusion_downsample(big, size=256).numpy()
     ref256 = big[44:556].astype(np.float64).reshape(256, 2, 256, 2, 3).mean((1, 3))
     assert out256.shape == (256, 256, 3) and np.abs(out256 - ref256).max() <= 0.5 + 1e-6
-    # from JPEG bytes: same as from the decoded tensor
+    # from JPEG bytes: the window decode differs from a full decode only by chroma
+    # upsampling at the window's edge
     enc = jpeg_bytes(img)
-    np.testing.assert_array_equal(
-        d.diffusion_downsample(enc, size=64).numpy(),
-        d.diffusion_downsample(tf.io.decode_jpeg(enc), size=64).numpy(),
-    )
+    a = d.diffusion_downsample(enc, size=64).numpy().astype(int)
+    b = d.diffusion_downsample(tf.io.decode_jpeg(enc), size=64).numpy().astype(int)
+    assert np.abs(a - b)[1:-1, 1:-1].max() <= 1 and np.abs(a - b).mean() < 0.5
 
 
 def test_inception_crop_flip_seeded_eager_and_dataset():

@@ -112,7 +112,7 @@ def test_bad_inputs_are_named():
 
 
 def test_ddim_eta0_is_deterministic_given_the_initial_noise():
-    noise = np.asarray(jax.random.normal(jax.random.key(0), (11, *SHAPE)))
+    noise = np.array(jax.random.normal(jax.random.key(0), (11, *SHAPE)))
     model = Partial(model_with_params, PARAMS)
     a = ddim_sample(model, SCHEDULE, SHAPE, None, cond=COND, num_steps=10, noise=noise)
     noise[1:] = 0.0  # only noise[0] matters at eta = 0

@@ -92,7 +92,7 @@ def test_hf_without_config_json_and_legacy_names(tmp_path, hf, fixtures_dir):
     assert params_fingerprint(params) == params_fingerprint(hf[1])
 
 
-def test_hf_bfloat16_file(tmp_path, hf, fixtures_dir):
+def test_hf_bfloat16_file(tmp_path, hf, fixtures_dir, golden):
     from safetensors.flax import save_file as save_flax
 
     tensors = load_file(fixtures_dir / "t5_encoder" / "model.safetensors")
@@ -107,6 +107,15 @@ def test_hf_bfloat16_file(tmp_path, hf, fixtures_dir):
     ref = hf[1]["token_embedder"]["embedding"]
     np.testing.assert_allclose(emb, ref, rtol=1e-2, atol=1e-2)
     assert not np.array_equal(emb, ref)  # really rounded to bfloat16
+    # Loaded as bfloat16 and encoded in bfloat16: close to the float32 reference.
+    config, p16 = load_hf_checkpoint(tmp_path, dtype=jnp.bfloat16)
+    assert p16["encoder_norm"]["scale"].dtype == jnp.bfloat16
+    fn = make_encode_fn(config, p16, dtype=jnp.bfloat16)
+    out = np.asarray(fn(golden["input_ids"], golden["attention_mask"])).astype(np.float32)
+    want = golden["encoder_last_hidden_state"]
+    m = golden["attention_mask"]
+    rel = np.abs(out - want)[m].mean() / np.abs(want)[m].mean()
+    assert rel < 0.05, rel
 
 
 def test_hf_missing_and_unexpected_named(tmp_path, fixtures_dir):

@@ -70,3 +70,15 @@ def test_fingerprint_identifies_the_model(tmp_path, spiece_path):
         ["completely different words here"], tmp_path / "o.model", vocab_size=20
     )
     assert Tokenizer(other).fingerprint != a
+
+
+def test_matches_transformers_t5_tokenizer(fixtures_dir):
+    """ids and masks equal those of transformers.T5Tokenizer on the committed spiece.model."""
+    import json
+
+    ref = json.loads((fixtures_dir / "t5_tokenizer.json").read_text())
+    tok = Tokenizer(fixtures_dir / "spiece.model", max_length=ref["max_length"])
+    ids, mask = tok(ref["texts"])
+    np.testing.assert_array_equal(ids, np.array(ref["input_ids"], np.int32))
+    np.testing.assert_array_equal(mask, np.array(ref["attention_mask"], bool))
+    assert (~mask).any() and mask.all(axis=1).any()  # both padding and truncation occur

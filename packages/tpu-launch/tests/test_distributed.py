@@ -1,8 +1,11 @@
+import argparse
+
 import jax
 import pytest
 
 from synthaug.tpu_launch import (
     DistributedSettingsError,
+    add_distributed_flags,
     detect_settings,
     distributed,
     initialize,
@@ -111,3 +114,19 @@ def test_initialize_after_jax_started_is_a_clear_error(monkeypatch):
         initialize("127.0.0.1:1", 2, 0, environ={})
     assert distributed._active is None
     assert jax.process_count() == 1
+
+
+def test_distributed_flags_parse_into_settings():
+    parser = add_distributed_flags(argparse.ArgumentParser())
+    args = parser.parse_args(["--coordinator-address", "h:5", "--num-processes", "2"])
+    assert (args.coordinator_address, args.num_processes, args.process_id) == ("h:5", 2, None)
+    s = detect_settings(
+        args.coordinator_address,
+        args.num_processes,
+        args.process_id,
+        cluster=args.cluster,
+        environ={"JAX_PROCESS_ID": "1"},
+    )
+    assert (s.mode, s.num_processes, s.process_id) == ("explicit", 2, 1)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--cluster", "nope"])

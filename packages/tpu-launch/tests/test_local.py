@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from synthaug.tpu_launch import child_environment, launch_local, make_mesh
+from synthaug.tpu_launch import child_environment, free_port, launch_local, make_mesh
 from synthaug.tpu_launch.cli import main
 from synthaug.tpu_launch.selftest import (
     _config_key,
@@ -44,10 +44,13 @@ def _gone(pid: int, within: float = 10.0) -> bool:
 def multiprocess_run(tmp_path_factory):
     """The self-test as a 2-process x 2-device job through the console entry point."""
     out = tmp_path_factory.mktemp("mp")
+    port = free_port()
     cmd = [sys.executable, "-m", "synthaug.tpu_launch.cli", "local", "-n", "2", "-k", "2"]
-    cmd += ["--timeout", "240", "--", sys.executable, "-m", "synthaug.tpu_launch.cli"]
-    cmd += ["selftest", "--out", str(out), "--steps", str(STEPS)]
-    cmd += ["--global-batch", str(GLOBAL_BATCH)]
+    cmd += ["--port", str(port), "--timeout", "240", "--"]
+    cmd += [sys.executable, "-m", "synthaug.tpu_launch.cli", "selftest", "--out", str(out)]
+    cmd += ["--steps", str(STEPS), "--global-batch", str(GLOBAL_BATCH)]
+    # Flags that agree with the launcher's environment variables (checked on both sides).
+    cmd += ["--coordinator-address", f"127.0.0.1:{port}", "--num-processes", "2"]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )

@@ -68,7 +68,8 @@ def test_dry_run_prints_create_copy_install_run_delete(capsys, tmp_path):
     assert run[5:9] == ["synthaug-pod", "--worker=all", *loc]
     remote = shlex.split(run[9].removeprefix("--command="))
     assert remote == [
-        "cd", "synthaug", "&&", "export", "SEED=1 2", "&&", "synthaug", "train",
+        "cd", "synthaug", "&&", "export", "PATH=$HOME/.local/bin:$PATH", "&&",
+        "export", "SEED=1 2", "&&", "synthaug", "train",
         "--config", "paper/resnet50.py", "--workdir", "gs://b/run 1",
     ]  # fmt: skip
     assert delete == ["gcloud", "compute", "tpus", "tpu-vm", "delete", "synthaug-pod", *loc,
@@ -87,7 +88,7 @@ def test_dry_run_options(capsys):
     assert cmds[0][-1] == "--command=python3 -m pip install --upgrade 'tensorflow-cpu>=2.16'"
     assert cmds[1][-1] == "--command=sudo apt-get install -y htop"
     assert shlex.split(cmds[2][-1].removeprefix("--command=")) == [
-        "python3", "-c", "import jax; print(jax.device_count())",
+        "export", "PATH=$HOME/.local/bin:$PATH", "&&", "python3", "-c", "import jax; print(jax.device_count())",
     ]  # fmt: skip
 
 
@@ -141,7 +142,7 @@ def test_real_path_runs_the_gcloud_program(tmp_path, capsys):
         f"#!{sys.executable}\n"
         "import sys\n"
         f"open({str(log)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
-        "sys.exit(3 if '--command=false' in sys.argv else 0)\n"
+        "sys.exit(3 if sys.argv[-1].endswith('&& false') else 0)\n"
     )
     gcloud.chmod(gcloud.stat().st_mode | stat.S_IEXEC)
     assert main([*BASE, "--gcloud", str(gcloud), "--", "true"]) == 0

@@ -2,7 +2,95 @@
 
 from importlib import metadata as _metadata
 
+from synthaug.diffusion_core.checkpoint import Checkpointer, load_params
+from synthaug.diffusion_core.configs import PRESETS, get_preset, is_super_resolution, make_model
+from synthaug.diffusion_core.diffusion import (
+    PREDICTION_TYPES,
+    augment_lowres,
+    diffusion_loss,
+    drop_text,
+    predict_x0_eps,
+    prediction_target,
+    q_sample,
+    upsample_lowres,
+)
+from synthaug.diffusion_core.efficient_unet import EfficientUNet
+from synthaug.diffusion_core.finetune import MergeReport, init_from_pretrained, merge_params
+from synthaug.diffusion_core.schedules import (
+    LOG_SNR_MAX,
+    LOG_SNR_MIN,
+    DiscreteSchedule,
+    alpha_sigma,
+    alpha_squared,
+    cosine_log_snr,
+    discretize,
+    get_log_snr_fn,
+    linear_beta_log_snr,
+    linear_beta_schedule,
+    log_snr_from_alpha_squared,
+    sigma_squared,
+)
+from synthaug.diffusion_core.train import (
+    NonFiniteLossError,
+    TrainState,
+    create_train_state,
+    ema_update,
+    freeze_labels,
+    learning_rate_schedule,
+    make_optimizer,
+    make_train_step,
+    param_path,
+    state_from_params,
+    train,
+)
+from synthaug.diffusion_core.unet import UNet
+
 try:
     __version__ = _metadata.version("synthaug-diffusion-core")
 except _metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
+
+__all__ = [
+    "LOG_SNR_MAX",
+    "LOG_SNR_MIN",
+    "PREDICTION_TYPES",
+    "PRESETS",
+    "Checkpointer",
+    "DiscreteSchedule",
+    "EfficientUNet",
+    "MergeReport",
+    "NonFiniteLossError",
+    "TrainState",
+    "UNet",
+    "alpha_sigma",
+    "alpha_squared",
+    "augment_lowres",
+    "cosine_log_snr",
+    "create_train_state",
+    "diffusion_loss",
+    "discretize",
+    "drop_text",
+    "ema_update",
+    "freeze_labels",
+    "get_log_snr_fn",
+    "get_preset",
+    "init_from_pretrained",
+    "is_super_resolution",
+    "learning_rate_schedule",
+    "linear_beta_log_snr",
+    "linear_beta_schedule",
+    "load_params",
+    "log_snr_from_alpha_squared",
+    "make_model",
+    "make_optimizer",
+    "make_train_step",
+    "merge_params",
+    "param_path",
+    "predict_x0_eps",
+    "prediction_target",
+    "q_sample",
+    "sigma_squared",
+    "state_from_params",
+    "train",
+    "upsample_lowres",
+]

@@ -79,7 +79,9 @@ def cosine_log_snr(
     dtype = t.dtype if jnp.issubdtype(t.dtype, jnp.floating) else jnp.float32
     b = math.atan(math.exp(-0.5 * log_snr_max))
     a = math.atan(math.exp(-0.5 * log_snr_min)) - b
-    return (-2.0 * jnp.log(jnp.tan(a * t.astype(dtype) + b))).astype(dtype)
+    log_snr = -2.0 * jnp.log(jnp.tan(a * t.astype(dtype) + b))
+    # In float32, tan near pi/2 overshoots the endpoint slightly: clip to the stated range.
+    return jnp.clip(log_snr, log_snr_min, log_snr_max).astype(dtype)
 
 
 def linear_beta_log_snr(

@@ -33,6 +33,7 @@ __all__ = [
     "make_optimizer",
     "make_train_step",
     "param_path",
+    "state_from_params",
     "train",
 ]
 

@@ -66,7 +66,7 @@ def digits_arrays(split: str = "train", size: int = 32) -> tuple[np.ndarray, np.
     """The digits demo data as arrays.
 
     Args:
-      split: ``"train"`` (1,437 images) or ``"test"`` (360 images).
+      split: ``"train"`` (1,438 images) or ``"test"`` (359 images).
       size: 16 or 32.
 
     Returns:

@@ -17,6 +17,7 @@ settings in one process are an error, as are partial or contradictory settings.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import glob
 import os
@@ -33,8 +34,10 @@ __all__ = [
     "ENV_PROCESS_ID",
     "DistributedSettings",
     "DistributedSettingsError",
+    "add_distributed_flags",
     "detect_settings",
     "initialize",
+    "initialize_from_flags",
     "is_initialized",
     "process_count",
     "process_index",
@@ -394,6 +397,40 @@ def _describe(s: DistributedSettings) -> str:
             f"num_processes={s.num_processes}, process_id={s.process_id})"
         )
     return f"mode {s.mode!r}"
+
+
+def add_distributed_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``--coordinator-address``, ``--num-processes``, ``--process-id`` and ``--cluster``.
+
+    Pass the parsed namespace to `initialize_from_flags`. Flags left out fall back to the
+    ``JAX_*`` environment variables; flags that contradict them are an error.
+
+    Args:
+      parser: the program's argument parser.
+
+    Returns:
+      The same parser.
+    """
+    group = parser.add_argument_group("multi-process run")
+    group.add_argument("--coordinator-address", default=None, help="host:port of process 0")
+    group.add_argument("--num-processes", type=int, default=None, help="number of processes")
+    group.add_argument("--process-id", type=int, default=None, help="index of this process")
+    group.add_argument("--cluster", choices=_CLUSTERS, default="auto", help="force a mode")
+    return parser
+
+
+def initialize_from_flags(args: argparse.Namespace) -> DistributedSettings:
+    """`initialize()` with the flags of `add_distributed_flags`.
+
+    Args:
+      args: parsed arguments.
+
+    Returns:
+      The `DistributedSettings` in effect.
+    """
+    return initialize(
+        args.coordinator_address, args.num_processes, args.process_id, cluster=args.cluster
+    )
 
 
 def is_initialized() -> bool:

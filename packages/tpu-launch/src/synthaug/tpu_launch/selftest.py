@@ -23,7 +23,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from .distributed import initialize
+from .distributed import add_distributed_flags, initialize, initialize_from_flags
 from .mesh import make_mesh
 from .sharding import (
     batch_spec,
@@ -220,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the self-test in this process (one of the job's processes).
 
     Args:
-      argv: command-line arguments (``--out``, ``--steps``, ``--global-batch``, ``--seed``).
+      argv: command-line arguments (``--out``, ``--steps``, ``--global-batch``, ``--seed``
+        and the multi-process flags of `add_distributed_flags`).
 
     Returns:
       0 when every check passes, 1 otherwise.
@@ -232,16 +233,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--global-batch", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    add_distributed_flags(parser)
     args = parser.parse_args(argv)
 
-    settings = initialize()
+    settings = initialize_from_flags(args)
     pid, nproc = jax.process_index(), jax.process_count()
     print(
         f"process {pid}/{nproc} ({settings.mode}): {jax.local_device_count()} local of "
         f"{jax.device_count()} {jax.devices()[0].platform} devices",
         flush=True,
     )
-    ok = True
+    ok = initialize() is settings  # a second call joins the same run
+    if not ok:
+        print("a second initialize() returned different settings", flush=True)
     mesh = make_mesh({"data": -1})
     total = global_process_psum(mesh)
     per_process = [sum(d.process_index == p for d in jax.devices()) for p in range(nproc)]

@@ -228,6 +228,9 @@ def plan_tpu_run(
     remote = shlex.join(list(command))
     if exports:
         remote = "export " + " ".join(exports) + " && " + remote
+    # pip installs console scripts (synthaug, synthaug-launch) for the user into
+    # ~/.local/bin, which a non-interactive ssh shell does not have on its PATH.
+    remote = 'export PATH="$HOME/.local/bin:$PATH" && ' + remote
     if copy is not None:
         remote = f"cd {shlex.quote(remote_dir)} && {remote}"
     steps.append(Step("run the command on all workers", tuple(ssh_command(tpu, remote))))
