@@ -1,6 +1,7 @@
 """Test setup: 4 simulated CPU devices, quick XLA compiles, a per-session compilation cache."""
 
 import os
+import sys
 import tempfile
 
 os.environ.setdefault(
@@ -14,59 +15,10 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="dc_j
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 import pytest  # noqa: E402
-
-from synthaug.diffusion_core import (  # noqa: E402
-    create_train_state,
-    get_preset,
-    make_model,
-    make_train_step,
-)
-
-
-def make_batch(config, batch_size: int, seed: int = 0, text_len: int = 6) -> dict:
-    """A deterministic random batch with the shapes a preset expects."""
-    r = np.random.default_rng(seed)
-    s = config.model.image_size
-    batch = {
-        "image": jnp.asarray(r.uniform(-1, 1, (batch_size, s, s, 3)), jnp.float32),
-        "text_emb": jnp.asarray(r.normal(size=(batch_size, text_len, config.model.text_dim)),
-                                jnp.float32),
-        "text_mask": jnp.asarray(np.arange(text_len)[None, :] < r.integers(1, text_len + 1,
-                                                                             (batch_size, 1))),
-    }
-    lo = config.diffusion.lowres_size
-    if lo:
-        batch["lowres"] = jnp.asarray(r.uniform(-1, 1, (batch_size, lo, lo, 3)), jnp.float32)
-    return batch
-
-
-def randomize(params, seed: int = 0, scale: float = 0.2):
-    """Replace every parameter by random values (zero-initialised layers made non-trivial)."""
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(seed), len(leaves))
-    return jax.tree.unflatten(
-        treedef,
-        [l + scale * jax.random.normal(k, l.shape, l.dtype) for l, k in zip(leaves, keys)],
-    )
-
-
-class Setup:
-    def __init__(self, name: str, batch_size: int):
-        self.config = get_preset(name)
-        self.model = make_model(self.config)
-        self.batch = make_batch(self.config, batch_size)
-        self.state = create_train_state(jax.random.key(0), self.model, self.config, self.batch)
-        self._step = None
-
-    @property
-    def step(self):
-        if self._step is None:
-            self._step = make_train_step(self.model, self.config)
-        return self._step
+from diffusion_core_testutil import Setup  # noqa: E402
 
 
 @pytest.fixture(scope="session")

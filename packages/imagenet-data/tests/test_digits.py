@@ -12,9 +12,11 @@ def test_arrays_shapes_and_split(size):
     assert xtr.shape == (1438, size, size, 3) and xte.shape == (359, size, size, 3)
     assert xtr.dtype == np.uint8 and ytr.dtype == np.int32
     assert len(ytr) + len(yte) == 1797
-    # every class in both splits, roughly 20% test per class
-    assert np.all(np.bincount(yte, minlength=10) >= 34)
-    assert np.all(np.bincount(ytr, minlength=10) >= 140)
+    # stratified: 20% of every class in test
+    per_class = np.bincount(load_digits().target, minlength=10)
+    n_test = np.round(per_class * 0.2).astype(int)
+    assert np.array_equal(np.bincount(yte, minlength=10), n_test)
+    assert np.array_equal(np.bincount(ytr, minlength=10), per_class - n_test)
     # grey images repeated over RGB, full uint8 range used
     assert np.array_equal(xtr[..., 0], xtr[..., 2])
     assert xtr.max() > 200 and xtr.min() == 0

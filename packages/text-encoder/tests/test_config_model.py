@@ -68,6 +68,15 @@ def test_xxl_param_count_and_shapes():
     assert "relpos_bias" not in shapes["layers_1"]  # one bias table per stack
     assert shapes["layers_23"]["attention"]["query"]["kernel"].shape == (4096, 4096)
     assert shapes["layers_0"]["mlp"]["wi_1"]["kernel"].shape == (4096, 10240)
+    # The full-size forward pass, traced only.
+    model = T5Encoder.from_config(cfg, dtype=jnp.bfloat16)
+    out = jax.eval_shape(
+        lambda p, i, m: model.apply({"params": p}, i, m),
+        shapes,
+        jax.ShapeDtypeStruct((2, 128), jnp.int32),
+        jax.ShapeDtypeStruct((2, 128), jnp.bool_),
+    )
+    assert out.shape == (2, 128, 4096) and out.dtype == jnp.bfloat16
 
 
 def test_make_config_validation():

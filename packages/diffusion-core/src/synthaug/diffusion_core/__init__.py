@@ -3,7 +3,14 @@
 from importlib import metadata as _metadata
 
 from synthaug.diffusion_core.checkpoint import Checkpointer, load_params
-from synthaug.diffusion_core.configs import PRESETS, get_preset, is_super_resolution, make_model
+from synthaug.diffusion_core.configs import (
+    PRESETS,
+    abstract_params,
+    get_preset,
+    is_super_resolution,
+    make_model,
+    param_count,
+)
 from synthaug.diffusion_core.diffusion import (
     PREDICTION_TYPES,
     augment_lowres,
@@ -62,6 +69,7 @@ __all__ = [
     "NonFiniteLossError",
     "TrainState",
     "UNet",
+    "abstract_params",
     "alpha_sigma",
     "alpha_squared",
     "augment_lowres",
@@ -85,6 +93,7 @@ __all__ = [
     "make_optimizer",
     "make_train_step",
     "merge_params",
+    "param_count",
     "param_path",
     "predict_x0_eps",
     "prediction_target",

@@ -22,7 +22,14 @@ import ml_collections
 from synthaug.diffusion_core.efficient_unet import EfficientUNet
 from synthaug.diffusion_core.unet import UNet
 
-__all__ = ["PRESETS", "get_preset", "is_super_resolution", "make_model"]
+__all__ = [
+    "PRESETS",
+    "abstract_params",
+    "get_preset",
+    "is_super_resolution",
+    "make_model",
+    "param_count",
+]
 
 _KINDS = {"unet": UNet, "efficient_unet": EfficientUNet}
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -155,15 +162,15 @@ def tiny_base() -> ml_collections.ConfigDict:
     model = {
         "kind": "unet",
         "image_size": 16,
-        "model_channels": 16,
+        "model_channels": 8,
         "channel_mult": (1, 2),
         "num_res_blocks": 1,
         "attention_resolutions": (8,),
         "cross_attention_resolutions": (8,),
-        "num_head_channels": 16,
+        "num_head_channels": 8,
         "text_dim": 32,
         "text_token_dim": 32,
-        "num_groups": 8,
+        "num_groups": 4,
         "dropout": 0.0,
         "dtype": "float32",
         "param_dtype": "float32",
@@ -288,3 +295,46 @@ def make_model(config) -> UNet | EfficientUNet:
             value = tuple(value)
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def abstract_params(config, *, batch_size: int = 1, text_len: int = 128) -> dict:
+    """The parameter tree's shapes and dtypes via ``jax.eval_shape`` (nothing is allocated).
+
+    Args:
+      config: a full preset or its ``model`` section.
+      batch_size, text_len: shapes of the dummy inputs (do not affect the parameters).
+
+    Returns:
+      A tree of ``jax.ShapeDtypeStruct``.
+    """
+    import jax
+
+    m = _model_section(config)
+    model = make_model(m)
+    s = m.image_size
+    f32 = jnp.float32
+    x = jax.ShapeDtypeStruct((batch_size, s, s, m.get("in_channels", 3)), f32)
+    t = jax.ShapeDtypeStruct((batch_size,), f32)
+    text_dim = m.get("text_dim", None)
+    te = tm = None
+    if text_dim is not None:
+        te = jax.ShapeDtypeStruct((batch_size, text_len, text_dim), f32)
+        tm = jax.ShapeDtypeStruct((batch_size, text_len), jnp.bool_)
+    lr = al = None
+    if is_super_resolution(m):
+        lr = jax.ShapeDtypeStruct((batch_size, s, s, m.get("lowres_channels", 3)), f32)
+        al = t
+
+    def init(x, t, te, tm, lr, al):
+        return model.init(jax.random.key(0), x, t, te, tm, lowres=lr, aug_level=al)["params"]
+
+    return jax.eval_shape(init, x, t, te, tm, lr, al)
+
+
+def param_count(config) -> int:
+    """The number of parameters of a config's model, from :func:`abstract_params`."""
+    import math
+
+    import jax
+
+    return int(sum(math.prod(p.shape) for p in jax.tree.leaves(abstract_params(config))))

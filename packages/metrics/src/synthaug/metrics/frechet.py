@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.blas as blas
 
 __all__ = ["frechet_distance", "trace_sqrt_product"]
+
+_EPS = float(np.finfo(np.float64).eps)
 
 
 def _check(mu, sigma, which: str) -> tuple[np.ndarray, np.ndarray]:
@@ -50,8 +53,30 @@ def _psd_eigh(s: np.ndarray, *, vectors: bool):
     return w, v
 
 
+def _trace_sqrt_cholesky(sigma1: np.ndarray, sigma2: np.ndarray) -> float | None:
+    """The fast path for a clearly positive-definite sigma1 (S1 = L Lᵀ); None otherwise."""
+    d = sigma1.shape[0]
+    try:
+        chol = scipy.linalg.cholesky(sigma1, lower=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return None
+    pivots = np.diag(chol) ** 2
+    scale = float(np.max(np.diag(sigma1)))
+    if not np.all(np.isfinite(chol)) or float(np.min(pivots)) <= 1e3 * d * _EPS * scale:
+        return None  # numerically singular: the eigendecomposition path drops its null space
+    # M = Lᵀ S2 L with two triangular products (half the flops of general matmuls).
+    t = blas.dtrmm(1.0, chol, sigma2, side=1, lower=1)
+    m = blas.dtrmm(1.0, chol, t, side=0, lower=1, trans_a=1)
+    lam, _ = _psd_eigh(0.5 * (m + m.T), vectors=False)
+    return float(np.sum(np.sqrt(lam)))
+
+
 def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     """tr((sigma1 @ sigma2)^½) for symmetric positive semi-definite matrices, in float64.
+
+    A clearly positive-definite ``sigma1`` is factored by Cholesky (S1 = L Lᵀ, then the
+    eigenvalues of Lᵀ S2 L); otherwise by its eigendecomposition with the round-off null space
+    dropped. Both give the eigenvalues of S1 S2 through a symmetric matrix.
 
     Args:
       sigma1: [d, d] covariance.
@@ -60,6 +85,9 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     Returns:
       The trace of the principal square root of ``sigma1 @ sigma2`` (a real number >= 0).
     """
+    fast = _trace_sqrt_cholesky(sigma1, sigma2)
+    if fast is not None:
+        return fast
     w, v = _psd_eigh(sigma1, vectors=True)
     keep = w > 0
     if not np.any(keep):

@@ -47,37 +47,33 @@ def check_evaluate(cfg) -> None:
 
 
 def _inception_metrics(cfg) -> dict[str, float]:
-    import jax.numpy as jnp
-
+    """FID and IS of the synthetic set through the FID Inception network."""
     from synthaug import imagenet_data as data
     from synthaug import metrics as mt
     from synthaug.pipeline.sample import sample_dirs
 
     params = mt.load_fid_inception(cfg.inception_checkpoint)
-    feature_fn = mt.make_feature_fn(params)
+    # Published Inception Scores use the logits without the classifier bias.
+    feature_fn = mt.make_feature_fn(params, batch_size=int(cfg.batch_size), logits_bias=False)
     stats = mt.RunningStats()
     logits = []
-    n = 0
+    n, limit = 0, int(cfg.num_samples)
     for d in sample_dirs(cfg.samples_dir):
-        ds = data.read_synthetic(d).batch(int(cfg.batch_size))
-        for images, _ in ds.as_numpy_iterator():
-            images = images[: max(int(cfg.num_samples) - n, 0)]
+        for images, _ in data.read_synthetic(d).batch(int(cfg.batch_size)).as_numpy_iterator():
+            images = images[: limit - n]
             if len(images) == 0:
                 break
-            out = feature_fn(jnp.asarray(images))
-            feats, lg = (out if isinstance(out, tuple) else (out, None))
+            feats, lg = feature_fn(images)
             stats.update(np.asarray(feats, np.float64))
-            if lg is not None:
-                logits.append(np.asarray(lg))
+            logits.append(np.asarray(lg))
             n += len(images)
     res: dict[str, float] = {"num_samples": float(n)}
     if "fid" in cfg.metrics:
-        ref = np.load(cfg.reference)
-        mu, sigma = stats.mean, stats.covariance
-        res["fid"] = float(mt.frechet_distance(mu, sigma, ref["mu"], ref["sigma"]))
+        ref = mt.load_reference_npz(cfg.reference)
+        if ref.mu is None or ref.sigma is None:
+            raise ConfigError(f"reference {cfg.reference!r} holds no mu/sigma statistics")
+        res["fid"] = float(mt.frechet_distance(stats.mean, stats.cov, ref.mu, ref.sigma))
     if "inception_score" in cfg.metrics:
-        if not logits:
-            raise ConfigError("the Inception feature function returned no logits for IS")
         is_mean, is_std = mt.inception_score(np.concatenate(logits))
         res["inception_score"], res["inception_score_std"] = float(is_mean), float(is_std)
     return res

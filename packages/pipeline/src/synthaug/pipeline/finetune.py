@@ -164,8 +164,17 @@ def finetune(cfg, *, progress: bool = True, writer: MetricWriter | None = None) 
 
     init_state = None
     if cfg.model.init_checkpoint:
-        params = dc.load_params(cfg.model.init_checkpoint)
-        init_state = dc.state_from_params(params, dcfg)
+        import jax
+
+        size, low = int(dcfg.model.image_size), int(dcfg.diffusion.lowres_size)
+        example = {"image": np.zeros((1, size, size, 3), np.float32),
+                   "text_emb": emb[:1], "text_mask": mask[:1]}
+        if is_sr:
+            example["lowres"] = np.zeros((1, low, low, 3), np.float32)
+        fresh = dc.create_train_state(jax.random.key(int(cfg.seed)), model, dcfg, example)
+        init_state, merge_report = dc.init_from_pretrained(
+            fresh, dc.load_params(cfg.model.init_checkpoint), dcfg
+        )
 
     own_writer = writer is None
     writer = writer or MetricWriter(workdir)

@@ -2,9 +2,10 @@
 
 Each stage samples at its own resolution with its own model, parameters, schedule,
 guidance, log-variance mix, sampler, step count and noise-augmentation level. A
-super-resolution stage is conditioned on the previous stage's output, upsampled to its
-resolution (``cond["lowres"]``), noised to its aug level, which is passed as
-``cond["aug_level"]``.
+super-resolution stage is conditioned on the previous stage's output, noised to the stage's
+aug level at its own resolution and then upsampled (``cond["lowres"]``), with the level passed
+as ``cond["aug_level"]`` -- the order and resize method of diffusion-core's training-time
+augmentation.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class CascadeStage:
     thresholding: str | None = "dynamic"
     threshold_percentile: float = DEFAULT_PERCENTILE
     prediction_type: str = "eps"
-    upsample_method: str = "linear"
+    upsample_method: str = "bilinear"
     unverified: tuple[str, ...] = ()
 
     def __post_init__(self):
@@ -175,13 +176,12 @@ def paper_cascade_settings() -> tuple[dict[str, Any], ...]:
     )
 
 
-def upsample(images: Array, resolution: int, *, method: str = "linear") -> Array:
-    """Resize ``[B, H, W, C]`` images to ``[B, resolution, resolution, C]``, clipped to [-1, 1]."""
+def upsample(images: Array, resolution: int, *, method: str = "bilinear") -> Array:
+    """Resize ``[B, H, W, C]`` images to ``[B, resolution, resolution, C]`` (``jax.image.resize``)."""
     if images.ndim != 4:
         raise ValueError(f"images must be [B, H, W, C], got shape {images.shape}")
     b, _, _, c = images.shape
-    out = jax.image.resize(images, (b, resolution, resolution, c), method=method)
-    return jnp.clip(out, -1.0, 1.0)
+    return jax.image.resize(images, (b, resolution, resolution, c), method=method)
 
 
 def noise_augment(
@@ -224,7 +224,8 @@ def cascade_sample(
 
     Args:
       stages: the stages, lowest resolution first.
-      rng: key; stage ``i`` uses ``fold_in(rng, i)``.
+      rng: key; stage ``i`` splits ``fold_in(rng, i)`` into the augmentation-noise key and
+        the sampling key.
       cond: conditioning shared by all stages (``text_emb``, ``text_mask``), batch ``B``.
       channels: image channels.
       sharding: optional sharding of the ``[B, ...]`` samples (see :func:`ddpm_sample`).
@@ -245,8 +246,8 @@ def cascade_sample(
         key_aug, key_sample = jax.random.split(jax.random.fold_in(rng, i))
         stage_cond = dict(cond)
         if outputs:
-            lowres = upsample(outputs[-1], stage.resolution, method=stage.upsample_method)
-            stage_cond["lowres"] = noise_augment(lowres, stage.aug_level, key_aug)
+            noisy = noise_augment(outputs[-1], stage.aug_level, key_aug)
+            stage_cond["lowres"] = upsample(noisy, stage.resolution, method=stage.upsample_method)
             stage_cond["aug_level"] = jnp.full((batch,), stage.aug_level, jnp.float32)
         kwargs = dict(
             cond=stage_cond,

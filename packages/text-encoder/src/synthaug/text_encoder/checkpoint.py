@@ -423,8 +423,15 @@ def load_t5x_checkpoint(path: str | os.PathLike, config, *, dtype: Any = np.floa
     try:
         meta = ckptr.metadata(path)
     except Exception as e:  # orbax raises several types for a non-checkpoint directory
+        subdirs = sorted(p.name for p in path.iterdir() if p.is_dir())[:5]
+        hint = (
+            f"; it has subdirectories {subdirs}: pass the directory of one checkpoint step "
+            "(e.g. .../checkpoint_1000000 or .../1000/default)"
+            if subdirs
+            else ""
+        )
         raise ValueError(
-            f"{str(path)!r} is not an orbax PyTree checkpoint ({type(e).__name__}: {e})"
+            f"{str(path)!r} is not an orbax PyTree checkpoint ({type(e).__name__}: {e}){hint}"
         ) from None
     meta = getattr(meta, "item_metadata", meta)
     tree = getattr(meta, "tree", meta)
