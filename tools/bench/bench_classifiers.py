@@ -47,8 +47,9 @@ def _torch_step(batch: int, size: int):
     torch.manual_seed(0)
     model = torchvision.models.resnet50()
     model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True,
-                          weight_decay=1e-4)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4
+    )
     loss_fn = torch.nn.CrossEntropyLoss()
     x = torch.randn(batch, 3, size, size)
     y = torch.randint(0, 1000, (batch,))

@@ -1,6 +1,6 @@
 """Child process of test_checkpoint: trains the micro model with checkpoints.
 
-    python _resume_child.py CKPT_DIR OUT.npz SLEEP_PER_STEP
+python _resume_child.py CKPT_DIR OUT.npz SLEEP_PER_STEP
 """
 
 import pathlib

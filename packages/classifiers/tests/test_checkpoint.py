@@ -11,9 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from synthaug.classifiers import Checkpointer, create_train_state, model_from_config
-
-from ._tiny import micro_config
+from synthaug.classifiers import Checkpointer, TrainState
 
 CHILD = pathlib.Path(__file__).parent / "_resume_child.py"
 
@@ -56,7 +54,10 @@ def test_sigkill_mid_training_then_resume_is_bit_identical(tmp_path):
 
     resumed = subprocess.run(
         [sys.executable, str(CHILD), str(tmp_path / "ckpt"), str(tmp_path / "res.npz"), "0"],
-        capture_output=True, text=True, env=env, timeout=600,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     first = int(resumed.stdout.split()[1])
@@ -69,8 +70,13 @@ def test_sigkill_mid_training_then_resume_is_bit_identical(tmp_path):
 
 
 def test_checkpointer_roundtrip_and_missing(tmp_path):
-    cfg = micro_config()
-    state = create_train_state(model_from_config(cfg), cfg, jax.random.PRNGKey(3))
+    state = TrainState(
+        step=np.int32(0),
+        params={"conv": {"kernel": np.arange(12, dtype=np.float32).reshape(3, 4)}},
+        batch_stats={"bn": {"mean": np.ones(4, np.float32)}},
+        opt_state=(np.zeros(3, np.float32),),
+        rng=np.array([0, 3], np.uint32),
+    )
     with Checkpointer(tmp_path / "c", max_to_keep=1) as ck:
         assert ck.latest_step() is None
         with pytest.raises(FileNotFoundError, match="no complete checkpoint"):

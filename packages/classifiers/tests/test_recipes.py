@@ -20,7 +20,11 @@ from synthaug.classifiers import (
 def test_resnet_recipe_values():
     c = resnet_recipe()
     assert (c.batch_size, c.epochs, c.optimizer, c.momentum, c.nesterov) == (
-        1024, 90, "sgd", 0.9, True
+        1024,
+        90,
+        "sgd",
+        0.9,
+        True,
     )
     assert c.weight_decay == 1e-4 and c.warmup_epochs == 5 and c.schedule == "cosine"
     assert peak_learning_rate(c) == pytest.approx(0.4)
@@ -52,9 +56,7 @@ def test_schedule_warmup_then_cosine():
     assert float(sched(1000)) == pytest.approx(0.0, abs=1e-7)
     step = resnet_recipe(256, 90, schedule="step")
     s = learning_rate_schedule(step, 10)
-    assert [float(s(e * 10)) for e in (10, 35, 65, 85)] == pytest.approx(
-        [0.1, 0.01, 0.001, 0.0001]
-    )
+    assert [float(s(e * 10)) for e in (10, 35, 65, 85)] == pytest.approx([0.1, 0.01, 0.001, 0.0001])
 
 
 def test_weight_decay_skips_batchnorm_biases_and_tokens():

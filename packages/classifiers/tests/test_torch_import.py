@@ -94,7 +94,9 @@ def test_bn_counters_are_read_as_int64():
 def test_full_size_names_and_shapes_map_onto_the_model(manifest_key, model_name):
     manifest = json.loads((FIX / "classifiers_torch_manifest.json").read_text())[manifest_key]
     # Zero arrays with the reference shapes (np.zeros does not touch the memory).
-    sd = {k: np.zeros(s, np.int64 if "num_batches" in k else np.float32) for k, s in manifest.items()}
+    sd = {
+        k: np.zeros(s, np.int64 if "num_batches" in k else np.float32) for k, s in manifest.items()
+    }
     model = get_model(model_name)
     variables = convert_state_dict(sd, model)
     shapes = jax.tree_util.tree_map(lambda s: s.shape, init_shapes(model))
@@ -113,7 +115,9 @@ def test_wrong_model_is_rejected():
     with pytest.raises(ValueError, match="ResNet"):
         load_torch_weights(FIX / "tv_resnet_basic.safetensors", VisionTransformer(**TINY_VIT))
     with pytest.raises((KeyError, ValueError), match="does not match"):
-        load_torch_weights(FIX / "tv_resnet_basic.safetensors", ResNet(block="bottleneck", **NARROW))
+        load_torch_weights(
+            FIX / "tv_resnet_basic.safetensors", ResNet(block="bottleneck", **NARROW)
+        )
 
 
 class _Evil:

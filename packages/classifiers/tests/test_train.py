@@ -97,7 +97,11 @@ def test_fit_learns_and_features_have_the_penultimate_width():
     images, labels = toy_data(64, seed=0)
     ev_images, ev_labels = toy_data(20, seed=1)
     state, history = fit(
-        cfg, images, labels, rng=jax.random.PRNGKey(0), eval_images=ev_images,
+        cfg,
+        images,
+        labels,
+        rng=jax.random.PRNGKey(0),
+        eval_images=ev_images,
         eval_labels=ev_labels,
     )
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]

@@ -32,9 +32,14 @@ def test_split_is_fixed_disjoint_and_faithful():
     def to8(x):
         return x[..., 0].astype(np.float64).reshape(-1, 8, 2, 8, 2).mean((2, 4))
 
-    dist_tr = ((to8(xtr)[:, None] - grey[None]) ** 2).mean((2, 3))
-    dist_te = ((to8(xte)[:, None] - grey[None]) ** 2).mean((2, 3))
-    idx_tr, idx_te = dist_tr.argmin(1), dist_te.argmin(1)
+    flat = grey.reshape(len(grey), -1)
+
+    def nearest(x):  # index of the closest source image (squared distance via a matmul)
+        a = to8(x).reshape(len(x), -1)
+        dist = (a**2).sum(1)[:, None] + (flat**2).sum(1)[None] - 2 * a @ flat.T
+        return dist.argmin(1)
+
+    idx_tr, idx_te = nearest(xtr), nearest(xte)
     assert np.array_equal(src.target[idx_tr], ytr)
     assert np.array_equal(src.target[idx_te], yte)
     assert len(set(idx_tr) & set(idx_te)) == 0

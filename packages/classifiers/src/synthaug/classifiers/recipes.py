@@ -53,9 +53,7 @@ def _base(**kw) -> ml_collections.ConfigDict:
     c.grad_clip_norm = 0.0  # 0 = off
     c.label_smoothing = 0.0
     c.augment = "none"  # on-device crop/flip for uint8 inputs
-    c.randaugment = ml_collections.ConfigDict(
-        dict(num_layers=0, magnitude=9.0, magnitude_std=0.5)
-    )
+    c.randaugment = ml_collections.ConfigDict(dict(num_layers=0, magnitude=9.0, magnitude_std=0.5))
     c.mixup_alpha = 0.0
     c.cutmix_alpha = 0.0
     c.mixup_prob = 1.0

@@ -261,8 +261,11 @@ def _resnet_key(key: str, sd: dict) -> tuple[str, tuple, Any] | None:
     if leaf == "num_batches_tracked":
         return None
     if parts[0] == "fc":
-        return ("params", ("fc", "kernel" if leaf == "weight" else "bias"),
-                _linear_kernel if leaf == "weight" else None)
+        return (
+            "params",
+            ("fc", "kernel" if leaf == "weight" else "bias"),
+            _linear_kernel if leaf == "weight" else None,
+        )
     if parts[0] in ("conv1", "bn1", "maxpool") and not parts[0].startswith("layer"):
         mod = parts[0] if len(parts) == 2 else f"{parts[0]}_{parts[1]}"
         is_conv = (parts[0] == "conv1" and len(parts) == 2) or (
@@ -290,8 +293,11 @@ def _resnet_key(key: str, sd: dict) -> tuple[str, tuple, Any] | None:
             return (m[0], m[1], None) if m else None
         raise KeyError(f"unexpected ResNet state_dict entry {key!r}")
     if rest[0] == "se":  # timm SEModule: se.fc1 / se.fc2 1x1 convs with bias
-        return ("params", (block, "se", rest[1], "kernel" if rest[2] == "weight" else "bias"),
-                _conv_kernel if rest[2] == "weight" else None)
+        return (
+            "params",
+            (block, "se", rest[1], "kernel" if rest[2] == "weight" else "bias"),
+            _conv_kernel if rest[2] == "weight" else None,
+        )
     if rest[0].startswith("conv"):
         return ("params", (block, rest[0], "kernel"), _conv_kernel)
     if rest[0].startswith("bn"):
@@ -300,11 +306,19 @@ def _resnet_key(key: str, sd: dict) -> tuple[str, tuple, Any] | None:
     raise KeyError(f"unexpected ResNet state_dict entry {key!r}")
 
 
-_TIMM_VIT_LINEAR = {"attn.qkv": ("attn", "qkv"), "attn.proj": ("attn", "proj"),
-                    "mlp.fc1": ("mlp", "fc1"), "mlp.fc2": ("mlp", "fc2")}
-_TV_VIT_LINEAR = {"self_attention.out_proj": ("attn", "proj"), "mlp.0": ("mlp", "fc1"),
-                  "mlp.3": ("mlp", "fc2"), "mlp.linear_1": ("mlp", "fc1"),
-                  "mlp.linear_2": ("mlp", "fc2")}
+_TIMM_VIT_LINEAR = {
+    "attn.qkv": ("attn", "qkv"),
+    "attn.proj": ("attn", "proj"),
+    "mlp.fc1": ("mlp", "fc1"),
+    "mlp.fc2": ("mlp", "fc2"),
+}
+_TV_VIT_LINEAR = {
+    "self_attention.out_proj": ("attn", "proj"),
+    "mlp.0": ("mlp", "fc1"),
+    "mlp.3": ("mlp", "fc2"),
+    "mlp.linear_1": ("mlp", "fc1"),
+    "mlp.linear_2": ("mlp", "fc2"),
+}
 
 
 def _ln(path, leaf):
@@ -322,8 +336,11 @@ def _timm_vit_key(key: str, sd: dict):
         return ("params", (key,), None)
     if key.startswith("patch_embed.proj."):
         leaf = key.rsplit(".", 1)[1]
-        return ("params", ("patch_embed", "kernel" if leaf == "weight" else "bias"),
-                _conv_kernel if leaf == "weight" else None)
+        return (
+            "params",
+            ("patch_embed", "kernel" if leaf == "weight" else "bias"),
+            _conv_kernel if leaf == "weight" else None,
+        )
     if key.startswith(("norm.", "fc_norm.")) and key.split(".")[0] == "norm":
         return _ln(("norm",), key.split(".")[1])
     if key.startswith(("head.", "head_dist.")):
@@ -346,8 +363,11 @@ def _tv_vit_key(key: str, sd: dict):
         return ("params", ("pos_embed",), None)
     if key.startswith("conv_proj."):
         leaf = key.split(".")[1]
-        return ("params", ("patch_embed", "kernel" if leaf == "weight" else "bias"),
-                _conv_kernel if leaf == "weight" else None)
+        return (
+            "params",
+            ("patch_embed", "kernel" if leaf == "weight" else "bias"),
+            _conv_kernel if leaf == "weight" else None,
+        )
     if key.startswith("encoder.ln."):
         return _ln(("norm",), key.split(".")[2])
     if key.startswith("heads.head."):
@@ -430,8 +450,10 @@ def convert_state_dict(state_dict: dict[str, np.ndarray], model: nn.Module) -> d
     missing = sorted(set(exp_flat) - set(got_flat))
     extra = sorted(set(got_flat) - set(exp_flat))
     if missing or extra:
-        raise KeyError(f"state_dict does not match the model: missing {missing[:8]}"
-                       f"{'...' if len(missing) > 8 else ''}, unexpected {extra[:8]}")
+        raise KeyError(
+            f"state_dict does not match the model: missing {missing[:8]}"
+            f"{'...' if len(missing) > 8 else ''}, unexpected {extra[:8]}"
+        )
     bad = [f"{k}: {got_flat[k]} vs {exp_flat[k]}" for k in exp_flat if got_flat[k] != exp_flat[k]]
     if bad:
         raise ValueError(f"state_dict shapes do not match the model: {bad[:8]}")

@@ -353,9 +353,7 @@ def make_train_step(
             loss = jnp.mean(optax.softmax_cross_entropy(logits.astype(jnp.float32), targets))
             return loss, (logits, new_stats)
 
-        (loss, (logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params
-        )
+        (loss, (logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {

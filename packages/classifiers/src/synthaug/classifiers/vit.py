@@ -156,9 +156,9 @@ class VisionTransformer(nn.Module):
         x = _layer_norm("norm", self.dtype)(x).astype(jnp.float32)
         if return_features:
             return x[:, 0]
-        head = nn.Dense(
-            self.num_classes, dtype=jnp.float32, kernel_init=_trunc02, name="head"
-        )(x[:, 0])
+        head = nn.Dense(self.num_classes, dtype=jnp.float32, kernel_init=_trunc02, name="head")(
+            x[:, 0]
+        )
         if not self.distilled:
             return head
         head_dist = nn.Dense(
