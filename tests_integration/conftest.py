@@ -17,20 +17,33 @@ def synthaug_cmd() -> list[str]:
     exe = shutil.which("synthaug", path=os.path.dirname(sys.executable))
     if exe:
         return [exe]
-    return [sys.executable, "-c", "import sys; from synthaug.pipeline.cli import main; sys.exit(main())"]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from synthaug.pipeline.cli import main; sys.exit(main())",
+    ]
 
 
 def run(*args: str, cwd=None, timeout: float = 900, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*synthaug_cmd(), *args], cwd=cwd, env=ENV, capture_output=True, text=True,
-        timeout=timeout, **kw,
+        [*synthaug_cmd(), *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
     )
 
 
 def popen(*args: str, cwd=None) -> subprocess.Popen:
     return subprocess.Popen(
-        [*synthaug_cmd(), *args], cwd=cwd, env=ENV, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True,
+        [*synthaug_cmd(), *args],
+        cwd=cwd,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

@@ -6,39 +6,77 @@ import pytest
 
 CASES = {
     "unknown config key": (
-        ["sample", "--config", "paper/sample_final", "--config.per_klass=3",
-         "--config.out_dir={tmp}/out"],
+        [
+            "sample",
+            "--config",
+            "paper/sample_final",
+            "--config.per_klass=3",
+            "--config.out_dir={tmp}/out",
+        ],
         "per_klass",
     ),
     "missing checkpoint": (
-        ["sample", "--config", "paper/sample_final", "--config.dataset=digits",
-         "--config.base.checkpoint={tmp}/no_such_checkpoint",
-         "--config.sr1.checkpoint={tmp}/no_such_checkpoint", "--config.out_dir={tmp}/out"],
+        [
+            "sample",
+            "--config",
+            "paper/sample_final",
+            "--config.dataset=digits",
+            "--config.base.checkpoint={tmp}/no_such_checkpoint",
+            "--config.sr1.checkpoint={tmp}/no_such_checkpoint",
+            "--config.out_dir={tmp}/out",
+        ],
         "no_such_checkpoint",
     ),
     "missing data directory": (
-        ["finetune", "--config", "paper/base64_finetune",
-         "--config.data.data_dir={tmp}/no_such_data", "--config.workdir={tmp}/out"],
+        [
+            "finetune",
+            "--config",
+            "paper/base64_finetune",
+            "--config.data.data_dir={tmp}/no_such_data",
+            "--config.workdir={tmp}/out",
+        ],
         "no_such_data",
     ),
     "unknown class name": (
-        ["sample", "--config", "paper/sample_final", "--config.dataset=digits",
-         "--config.classes=zero,eleven", "--config.out_dir={tmp}/out"],
+        [
+            "sample",
+            "--config",
+            "paper/sample_final",
+            "--config.dataset=digits",
+            "--config.classes=zero,eleven",
+            "--config.out_dir={tmp}/out",
+        ],
         "eleven",
     ),
     "unknown imagenet class": (
-        ["sample", "--config", "paper/sample_final", "--config.classes=tench,unicorn",
-         "--config.out_dir={tmp}/out"],
+        [
+            "sample",
+            "--config",
+            "paper/sample_final",
+            "--config.classes=tench,unicorn",
+            "--config.out_dir={tmp}/out",
+        ],
         "unicorn",
     ),
     "missing synthetic data": (
-        ["train-classifier", "--config", "paper/resnet50:synthetic",
-         "--config.data.synthetic_dir={tmp}/no_such_shards", "--config.workdir={tmp}/out"],
+        [
+            "train-classifier",
+            "--config",
+            "paper/resnet50:synthetic",
+            "--config.data.synthetic_dir={tmp}/no_such_shards",
+            "--config.workdir={tmp}/out",
+        ],
         "no_such_shards",
     ),
     "missing classifier": (
-        ["evaluate", "--config", "paper/evaluate:cas", "--config.real.source=digits",
-         "--config.classifier_dir={tmp}/no_such_classifier", "--config.workdir={tmp}/out"],
+        [
+            "evaluate",
+            "--config",
+            "paper/evaluate:cas",
+            "--config.real.source=digits",
+            "--config.classifier_dir={tmp}/no_such_classifier",
+            "--config.workdir={tmp}/out",
+        ],
         "no_such_classifier",
     ),
     "wrong value type": (

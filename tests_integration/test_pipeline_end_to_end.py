@@ -93,8 +93,13 @@ def _read_shards(out_dir):
     for f in sorted(out_dir.glob("synthetic-*.tfrecord")):
         for rec in tf.data.TFRecordDataset(str(f)):
             ex = tf.io.parse_single_example(rec, feats)
-            rows.append((int(ex["image/index"]), int(ex["image/class/label"]),
-                         bytes(ex["image/encoded"].numpy())))
+            rows.append(
+                (
+                    int(ex["image/index"]),
+                    int(ex["image/class/label"]),
+                    bytes(ex["image/encoded"].numpy()),
+                )
+            )
     return rows
 
 
@@ -102,12 +107,16 @@ def test_sample_survives_sigkill_and_resumes(cli, demo_out, tmp_path):
     out = tmp_path / "shards"
     per_class, shard = 5, 5
     args = [
-        "sample", "--config", "demo/sample",
+        "sample",
+        "--config",
+        "demo/sample",
         f"--config.base.checkpoint={demo_out / 'diffusion_base'}",
         f"--config.sr1.checkpoint={demo_out / 'diffusion_sr'}",
         f"--config.text.cache={demo_out / 'text_cache'}",
-        "--config.base.steps=10", "--config.sr1.steps=5",
-        f"--config.shard_size={shard}", f"--config.batch_size={shard}",
+        "--config.base.steps=10",
+        "--config.sr1.steps=5",
+        f"--config.shard_size={shard}",
+        f"--config.batch_size={shard}",
         f"--config.out_dir={out}",
     ]
     proc = cli.popen(*args, f"--config.per_class={per_class}")
@@ -142,8 +151,9 @@ def test_sample_survives_sigkill_and_resumes(cli, demo_out, tmp_path):
     # the first shards (a prefix of the same plan) gives the same bytes, including shards
     # written after the resume.
     fresh = tmp_path / "fresh"
-    args_fresh = [a if not a.startswith("--config.out_dir=") else f"--config.out_dir={fresh}"
-                  for a in args]
+    args_fresh = [
+        a if not a.startswith("--config.out_dir=") else f"--config.out_dir={fresh}" for a in args
+    ]
     ok = cli.run(*args_fresh, "--config.per_class=3", timeout=900)
     assert ok.returncode == 0, ok.stderr[-3000:]
     fresh_rows = _read_shards(fresh)

@@ -91,7 +91,7 @@ def bench_inception(quick: bool) -> Result:
         random_state_dict,
     )
 
-    batch = 4 if quick else 32
+    batch = 2 if quick else 8
     state_dict = random_state_dict(fid_inception_torch_shapes(), seed=SEED)
     model = _torch_inception(state_dict)
     fn = make_feature_fn(load_fid_inception(state_dict), batch_size=batch)
@@ -145,7 +145,7 @@ def _stats_peak(count: int, d: int, batch: int) -> tuple[float, float]:
 
 def bench_stats_memory(quick: bool) -> Result:
     d, batch = 2048, 500
-    small_n, large_n = (1_000, 5_000) if quick else (5_000, 50_000)
+    small_n, large_n = (1_000, 3_000) if quick else (5_000, 50_000)
     small, _ = _stats_peak(small_n, d, batch)
     large, seconds = _stats_peak(large_n, d, batch)
     held = large_n * d * 4 / 2**20

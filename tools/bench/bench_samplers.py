@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from harness import Result, block, measure
 from jax.tree_util import Partial
+
 from synthaug.diffusion_core import get_preset, make_model
 from synthaug.diffusion_core.schedules import cosine_log_snr, discretize
 from synthaug.samplers import CascadeStage, UNetModelFn, cascade_sample, ddim_sample, ddpm_sample
@@ -73,10 +74,22 @@ def _cascade(steps: int, batch: int) -> Result:
     sr, sr_params, _, s1 = _init("tiny_sr", batch)
     text = {"text_emb": cond["text_emb"], "text_mask": cond["text_mask"]}
     stages = [
-        CascadeStage(model_fn=UNetModelFn(base.apply), params=base_params, schedule="cosine",
-                     resolution=s0, guidance_scale=1.25, num_steps=steps),
-        CascadeStage(model_fn=UNetModelFn(sr.apply), params=sr_params, schedule="cosine",
-                     resolution=s1, log_var_mix=0.1, num_steps=steps),
+        CascadeStage(
+            model_fn=UNetModelFn(base.apply),
+            params=base_params,
+            schedule="cosine",
+            resolution=s0,
+            guidance_scale=1.25,
+            num_steps=steps,
+        ),
+        CascadeStage(
+            model_fn=UNetModelFn(sr.apply),
+            params=sr_params,
+            schedule="cosine",
+            resolution=s1,
+            log_var_mix=0.1,
+            num_steps=steps,
+        ),
     ]
     timing = measure(lambda: block(cascade_sample(stages, jax.random.key(0), cond=text)))
     return Result(

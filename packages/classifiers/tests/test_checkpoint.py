@@ -71,7 +71,7 @@ def test_sigkill_mid_training_then_resume_is_bit_identical(tmp_path):
 
 def test_checkpointer_roundtrip_and_missing(tmp_path):
     state = TrainState(
-        step=np.int32(0),
+        step=np.asarray(0, np.int32),
         params={"conv": {"kernel": np.arange(12, dtype=np.float32).reshape(3, 4)}},
         batch_stats={"bn": {"mean": np.ones(4, np.float32)}},
         opt_state=(np.zeros(3, np.float32),),
@@ -82,7 +82,7 @@ def test_checkpointer_roundtrip_and_missing(tmp_path):
         with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
             ck.restore(state)
         ck.save(5, state, {"history": [{"epoch": 1}]})
-        ck.save(7, state.replace(step=state.step + 7), {"history": []})
+        ck.save(7, state.replace(step=np.asarray(7, np.int32)), {"history": []})
         assert ck.all_steps() == [7]
         restored, meta = ck.restore(state)
     assert int(restored.step) == 7 and meta == {"history": []}

@@ -5,7 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from synthaug.classifiers import MODEL_NAMES, count_params, get_model, init_shapes
+from synthaug.classifiers import (
+    MODEL_NAMES,
+    VisionTransformer,
+    count_params,
+    get_model,
+    init_shapes,
+)
 
 # torchvision / timm definitions, 1000 classes (PAPER.md "Reference parameter counts";
 # ResNet-18/34, ViT-Ti, ResNet-RS and distilled DeiT from torchvision/timm).
@@ -52,8 +58,16 @@ def test_tiny_presets_forward_and_features(name):
 
 
 def test_stochastic_depth_is_random_in_training_only():
-    model = get_model("vit_tiny_patch4_32", 10, drop_path_rate=0.5)
-    x = jax.random.normal(jax.random.PRNGKey(0), (4, 32, 32, 3))
+    model = VisionTransformer(
+        num_classes=3,
+        image_size=8,
+        patch_size=4,
+        embed_dim=8,
+        depth=2,
+        num_heads=2,
+        drop_path_rate=0.5,
+    )
+    x = jax.random.normal(jax.random.PRNGKey(0), (8, 8, 8, 3))
     v = jax.jit(model.init)(jax.random.PRNGKey(0), x)
 
     @jax.jit

@@ -1,5 +1,7 @@
 """Helpers shared by the diffusion-core tests."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,7 +32,12 @@ def make_batch(config, batch_size: int, seed: int = 0, text_len: int = 6) -> dic
 
 
 def randomize(params, seed: int = 0, scale: float = 0.2):
-    """Replace every parameter by random values (zero-initialised layers made non-trivial)."""
+    """Perturb every parameter randomly (zero-initialised layers made non-trivial)."""
+    return _randomize(params, seed, scale)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _randomize(params, seed, scale):
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(jax.random.key(seed), len(leaves))
     return jax.tree.unflatten(

@@ -137,10 +137,13 @@ def test_unconditional_model_takes_no_text():
     cfg.model.text_dim = None
     m = make_model(cfg)
     x = jnp.zeros((2, 16, 16, 3))
-    p = m.init(jax.random.key(0), x, jnp.zeros(2), None, None)["params"]
+    p = jax.eval_shape(lambda: m.init(jax.random.key(0), x, jnp.zeros(2), None, None))["params"]
     assert "text" not in p
+    out = jax.eval_shape(lambda p: m.apply({"params": p}, x, jnp.zeros(2), None, None), p)
+    assert out.shape == x.shape
     with pytest.raises(ValueError, match="unconditional"):
-        m.apply({"params": p}, x, jnp.zeros(2), jnp.zeros((2, 3, 32)), jnp.ones((2, 3), bool))
+        jax.eval_shape(lambda p: m.apply({"params": p}, x, jnp.zeros(2), jnp.zeros((2, 3, 32)),
+                                         jnp.ones((2, 3), bool)), p)
 
 
 def test_bfloat16_compute_float32_params():
@@ -152,35 +155,39 @@ def test_bfloat16_compute_float32_params():
     m = make_model(cfg)
     b = make_batch(cfg, 1)
     lowres = upsample_lowres(b["lowres"], size=32)
-    out, params = jax.jit(
-        lambda: m.init_with_output(jax.random.key(0), b["image"], jnp.full((1,), 0.5),
-                                   b["text_emb"], b["text_mask"], lowres=lowres,
-                                   aug_level=jnp.zeros(1))
-    )()
-    assert out.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(out)))
-    # The intermediate activations are bfloat16 (the first conv's output, via a probe).
-    _, inter = m.apply(params, b["image"], jnp.full((1,), 0.5), b["text_emb"], b["text_mask"],
-                       lowres=lowres, aug_level=jnp.zeros(1),
-                       capture_intermediates=lambda mdl, _: mdl.name == "conv_in",
+
+    def run(params):
+        return m.apply({"params": params}, b["image"], jnp.full((1,), 0.5), b["text_emb"],
+                       b["text_mask"], lowres=lowres, aug_level=jnp.zeros(1),
+                       capture_intermediates=lambda mdl, _: mdl.name in ("conv_in", "up_1_attn"),
                        mutable=["intermediates"])
-    (h,) = inter["intermediates"]["conv_in"]["__call__"]
-    assert h.dtype == jnp.bfloat16
+
+    out, inter = jax.eval_shape(run, shapes)
+    assert out.dtype == jnp.float32 and out.shape == b["image"].shape
+    # The activations are bfloat16.
+    assert inter["intermediates"]["conv_in"]["__call__"][0].dtype == jnp.bfloat16
+    assert inter["intermediates"]["up_1_attn"]["__call__"][0].dtype == jnp.bfloat16
 
 
-def test_remat_does_not_change_the_function(tiny_base, base_apply):
-    params, fn = base_apply
-    cfg = get_preset("tiny_base")
-    cfg.model.remat = True
-    m = make_model(cfg)
-    (x, t, te, tm), _ = _inputs(tiny_base)
+def test_remat_does_not_change_the_function():
+    import ml_collections
+
+    base = {"kind": "unet", "image_size": 8, "model_channels": 4, "channel_mult": (1,),
+            "num_res_blocks": 1, "attention_resolutions": (), "cross_attention_resolutions": (),
+            "num_head_channels": 4, "text_dim": None, "num_groups": 2}
+    m1 = make_model(ml_collections.ConfigDict(base))
+    m2 = make_model(ml_collections.ConfigDict({**base, "remat": True}))
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+    t = jnp.array([0.2, 0.7])
+    params = jax.jit(lambda k: randomize(m1.init(k, x, t)["params"]))(jax.random.key(1))
 
     def loss(model, p):
-        return jnp.sum(model.apply({"params": p}, x, t, te, tm) ** 2)
+        return jnp.sum(model.apply({"params": p}, x, t) ** 2)
 
-    g1 = jax.jit(jax.grad(lambda p: loss(tiny_base.model, p)))(params)
-    g2 = jax.jit(jax.grad(lambda p: loss(m, p)))(params)
+    g1 = jax.jit(jax.grad(lambda p: loss(m1, p)))(params)
+    g2 = jax.jit(jax.grad(lambda p: loss(m2, p)))(params)
     for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(a))))
 
 
 @pytest.mark.parametrize(

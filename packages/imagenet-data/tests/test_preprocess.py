@@ -41,25 +41,31 @@ def pil_eval(img, resize=256, crop=224):
     return np.asarray(im.crop((left, top, left + crop, top + crop)))
 
 
-def tf_resize_then_crop(img, H, W, crop=224):
-    r = tf.image.resize(img, [H, W], antialias=True).numpy()
+def tf_resize_then_crop(img, H, W, crop=224, antialias=False):
+    r = tf.image.resize(img, [H, W], antialias=antialias).numpy()
     top, left = round((H - crop) / 2), round((W - crop) / 2)
     return r[top : top + crop, left : left + crop].round().clip(0, 255).astype(np.uint8)
 
 
+@pytest.mark.parametrize("antialias", [False, True])
 @pytest.mark.parametrize("hw", [(300, 400), (375, 500), (512, 256), (100, 90), (600, 255)])
-def test_eval_resize_crop_is_resize_then_crop(hw):
+def test_eval_resize_crop_is_resize_then_crop(hw, antialias):
     img = smooth_image(*hw)
-    out = d.eval_resize_crop(img).numpy()
+    out = d.eval_resize_crop(img, antialias=antialias).numpy()
     assert out.shape == (224, 224, 3) and out.dtype == np.uint8
     # the literal two-step computation, full image resized then cropped
-    ref = tf_resize_then_crop(img, *resized_hw(*hw))
+    ref = tf_resize_then_crop(img, *resized_hw(*hw), antialias=antialias)
     assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
-    # and PIL's bilinear resize + crop (a different antialiasing filter: close, not equal)
+    # and PIL's bilinear resize + crop (another filter: close, not equal)
     diff = np.abs(out.astype(int) - pil_eval(img).astype(int))
-    assert diff.mean() < 1.5 and np.percentile(diff, 99) <= 6
-    square = d.eval_resize_crop(img, square=True).numpy()
-    assert np.abs(square.astype(int) - tf_resize_then_crop(img, 256, 256).astype(int)).max() <= 1
+    assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 6
+    square = d.eval_resize_crop(img, square=True, antialias=antialias).numpy()
+    ref_square = tf_resize_then_crop(img, 256, 256, antialias=antialias)
+    assert np.abs(square.astype(int) - ref_square.astype(int)).max() <= 1
+    # no crop margin at all (crop = resize): the edges clamp like tf.image.resize
+    full = d.eval_resize_crop(img, resize_size=224, crop_size=224, antialias=antialias).numpy()
+    ref_full = tf_resize_then_crop(img, *resized_hw(*hw, 224), antialias=antialias)
+    assert np.abs(full.astype(int) - ref_full.astype(int)).max() <= 1
 
 
 def test_eval_resize_crop_eager_dataset_and_bytes_agree():
@@ -74,6 +80,10 @@ def test_eval_resize_crop_eager_dataset_and_bytes_agree():
     np.testing.assert_array_equal(eager_bytes, ds_bytes)
     # only the needed window of the JPEG is decoded, with the same result
     np.testing.assert_array_equal(eager_img, eager_bytes)
+    np.testing.assert_array_equal(
+        d.eval_resize_crop(decoded, antialias=True).numpy(),
+        d.eval_resize_crop(enc, antialias=True).numpy(),
+    )
     # PNG bytes take the generic decode path and give the exact tensor result
     np.testing.assert_array_equal(d.eval_resize_crop(png_bytes(decoded)).numpy(), eager_img)
 

@@ -63,7 +63,9 @@ def test_identical_and_scaled_gaussians():
     want = np.sum((np.sqrt(a) - np.sqrt(b)) ** 2) + 1.0
     mu2 = np.zeros(20)
     mu2[3] = 1.0
-    assert frechet_distance(np.zeros(20), np.diag(a), mu2, np.diag(b)) == pytest.approx(want, rel=1e-9)
+    assert frechet_distance(np.zeros(20), np.diag(a), mu2, np.diag(b)) == pytest.approx(
+        want, rel=1e-9
+    )
 
 
 def test_with_running_stats_any_dimension():

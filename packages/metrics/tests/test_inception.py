@@ -115,7 +115,8 @@ def test_batchnorm_folding_formula(state_dict, params):
     m, v = state_dict["Conv2d_1a_3x3.bn.running_mean"], state_dict["Conv2d_1a_3x3.bn.running_var"]
     scale = g / np.sqrt(v.astype(np.float64) + 1e-3)
     np.testing.assert_allclose(
-        params["Conv2d_1a_3x3"]["kernel"], (w * scale[:, None, None, None]).transpose(2, 3, 1, 0),
+        params["Conv2d_1a_3x3"]["kernel"],
+        (w * scale[:, None, None, None]).transpose(2, 3, 1, 0),
         rtol=1e-6,
     )
     np.testing.assert_allclose(params["Conv2d_1a_3x3"]["bias"], b - m * scale, rtol=1e-5, atol=1e-7)

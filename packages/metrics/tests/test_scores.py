@@ -34,7 +34,9 @@ def test_inception_score_limits():
     mean, std = inception_score(onehot, splits=10, from_logits=False)
     assert mean == pytest.approx(c) and std == pytest.approx(0.0, abs=1e-12)
     # Every image gets the same prediction: IS = 1.
-    assert inception_score(np.tile(np.arange(c, dtype=float), (50, 1)), splits=5)[0] == pytest.approx(1.0)
+    assert inception_score(np.tile(np.arange(c, dtype=float), (50, 1)), splits=5)[
+        0
+    ] == pytest.approx(1.0)
 
 
 def test_inception_score_errors():

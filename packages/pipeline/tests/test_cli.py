@@ -57,9 +57,17 @@ def test_bad_config_is_one_line_exit_2(capsys, tmp_path, argv, needle):
 
 def test_console_script_entry_point(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-c", "import sys; from synthaug.pipeline.cli import main; sys.exit(main())",
-         "report", "--config.nokey=1"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from synthaug.pipeline.cli import main; sys.exit(main())",
+            "report",
+            "--config.nokey=1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0

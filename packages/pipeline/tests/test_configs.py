@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+
 import ml_collections
 import pytest
 
@@ -82,26 +83,51 @@ def test_paper_docstring_gives_command_hardware_and_number(name):
 
 
 def test_paper_numbers_match_paper_md():
-    r50 = {v: config_lib.load_config(f"paper/resnet50:{v}", "train-classifier") for v in ("real", "synthetic", "synthetic_1024", "mixed")}
+    r50 = {
+        v: config_lib.load_config(f"paper/resnet50:{v}", "train-classifier")
+        for v in ("real", "synthetic", "synthetic_1024", "mixed")
+    }
     assert r50["real"].paper.top1 == 76.39
     assert (r50["synthetic"].paper.top1, r50["synthetic"].paper.top5) == (64.96, 85.66)
     assert (r50["synthetic_1024"].paper.top1, r50["synthetic_1024"].paper.top5) == (69.24, 88.10)
     assert r50["mixed"].paper.top1 == 78.17
-    sizes = {"1.2M": 76.39, "2.4M": 77.61, "3.6M": 77.16, "4.8M": 76.52, "6.0M": 76.09, "12M": 75.04}
+    sizes = {
+        "1.2M": 76.39,
+        "2.4M": 77.61,
+        "3.6M": 77.16,
+        "4.8M": 76.52,
+        "6.0M": 76.09,
+        "12M": 75.04,
+    }
     for v, top1 in sizes.items():
         cfg = config_lib.load_config(f"paper/data_size:{v}", "train-classifier")
         assert cfg.paper.top1 == top1
         total = 1_200_000 + cfg.data.synthetic_images
         assert total == pytest.approx(float(v[:-1]) * 1e6)
-    for name, (real, mixed) in {"deit_s": (78.97, 80.49), "deit_b": (81.79, 82.84), "deit_l": (82.22, 83.05), "vit_s16": (79.89, 81.00)}.items():
+    for name, (real, mixed) in {
+        "deit_s": (78.97, 80.49),
+        "deit_b": (81.79, 82.84),
+        "deit_l": (82.22, 83.05),
+        "vit_s16": (79.89, 81.00),
+    }.items():
         assert config_lib.load_config(f"paper/{name}:real", "train-classifier").paper.top1 == real
         assert config_lib.load_config(f"paper/{name}:mixed", "train-classifier").paper.top1 == mixed
 
 
 def test_final_sampling_settings():
     cfg = config_lib.load_config("paper/sample_final", "sample")
-    assert (cfg.base.guidance, cfg.base.log_var_mix, cfg.base.sampler, cfg.base.steps) == (1.25, 0.0, "ddpm", 1000)
-    assert (cfg.sr1.guidance, cfg.sr1.log_var_mix, cfg.sr1.sampler, cfg.sr1.steps) == (1.0, 0.1, "ddpm", 1000)
+    assert (cfg.base.guidance, cfg.base.log_var_mix, cfg.base.sampler, cfg.base.steps) == (
+        1.25,
+        0.0,
+        "ddpm",
+        1000,
+    )
+    assert (cfg.sr1.guidance, cfg.sr1.log_var_mix, cfg.sr1.sampler, cfg.sr1.steps) == (
+        1.0,
+        0.1,
+        "ddpm",
+        1000,
+    )
     assert cfg.base.aug_level == cfg.sr1.aug_level == 0.0
     assert not cfg.sr2.enabled
     assert cfg.per_class * 1000 == 1_200_000

@@ -99,9 +99,7 @@ def test_metric_writer_json_and_tensorboard(tmp_path):
     seen = {}
     for e in tf.compat.v1.train.summary_iterator(str(events[0])):
         for v in e.summary.value:
-            seen.setdefault(v.tag, []).append(
-                (e.step, float(tf.make_ndarray(v.tensor)))
-            )
+            seen.setdefault(v.tag, []).append((e.step, float(tf.make_ndarray(v.tensor))))
     assert seen["loss"] == [(1, 0.5), (2, 0.25)]
     assert math.isnan(seen["bad"][0][1])
 

@@ -19,7 +19,9 @@ def test_label_plan_is_class_balanced_and_interleaved():
     assert label_plan([3, 5, 7], 9)[: len(plan)].tolist() == plan.tolist()
 
 
-@pytest.mark.parametrize("total, shard, hosts", [(100, 10, 1), (100, 10, 3), (95, 10, 4), (7, 5, 4)])
+@pytest.mark.parametrize(
+    "total, shard, hosts", [(100, 10, 1), (100, 10, 3), (95, 10, 4), (7, 5, 4)]
+)
 def test_host_ranges_partition_the_set_on_shard_boundaries(total, shard, hosts):
     ranges = [host_range(total, shard, p, hosts) for p in range(hosts)]
     covered = np.concatenate([np.arange(a, b) for a, b in ranges])
@@ -63,8 +65,10 @@ def test_make_batches_is_a_function_of_the_step():
     assert b0["image"].shape == (4, 4, 4, 3) and b0["image"].dtype == np.float32
     assert -1.0 <= b0["image"].min() and b0["image"].max() <= 1.0
     # The text embedding of each example is its class's.
-    idx = [int(np.flatnonzero((images.astype(np.float32) / 127.5 - 1 == im).all(axis=(1, 2, 3)))[0])
-           for im in b0["image"]]
+    idx = [
+        int(np.flatnonzero((images.astype(np.float32) / 127.5 - 1 == im).all(axis=(1, 2, 3)))[0])
+        for im in b0["image"]
+    ]
     np.testing.assert_array_equal(b0["text_emb"], emb[labels[idx]])
     # An epoch (two steps of 4 out of 10 images) visits distinct images.
     seen = [tuple(im.ravel()) for s in (0, 1) for im in f(s)["image"]]
@@ -75,9 +79,13 @@ def test_make_batches_is_a_function_of_the_step():
 
 def test_sample_checks_inputs_before_writing(tmp_path):
     cfg = config_lib.load_config(
-        "demo/sample", "sample",
-        [f"out_dir={tmp_path}/out", f"base.checkpoint={tmp_path}/missing",
-         f"sr1.checkpoint={tmp_path}/missing"],
+        "demo/sample",
+        "sample",
+        [
+            f"out_dir={tmp_path}/out",
+            f"base.checkpoint={tmp_path}/missing",
+            f"sr1.checkpoint={tmp_path}/missing",
+        ],
     )
     with pytest.raises(MissingPathError, match="base checkpoint"):
         check_sample(cfg)
@@ -92,13 +100,15 @@ def test_sample_checks_inputs_before_writing(tmp_path):
 
 def test_finetune_checks_inputs(tmp_path):
     cfg = config_lib.load_config(
-        "paper/base64_finetune", "finetune",
+        "paper/base64_finetune",
+        "finetune",
         [f"data.data_dir={tmp_path}/nodata", f"workdir={tmp_path}/w"],
     )
     with pytest.raises(MissingPathError, match="nodata"):
         check_finetune(cfg)
     cfg = config_lib.load_config(
-        "demo/finetune:sr", "finetune",
+        "demo/finetune:sr",
+        "finetune",
         [f"model.init_checkpoint={tmp_path}/noinit", f"workdir={tmp_path}/w"],
     )
     with pytest.raises(MissingPathError, match="noinit"):

@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from synthaug.diffusion_core.schedules import alpha_sigma, cosine_log_snr, linear_beta_schedule
 
+from synthaug.diffusion_core.schedules import alpha_sigma, cosine_log_snr, linear_beta_schedule
 from synthaug.samplers import (
     CascadeStage,
     UNetModelFn,
@@ -36,14 +36,34 @@ def sr_x0_apply(variables, x, t, text_emb, text_mask, lowres=None, aug_level=Non
 
 def _stages(aug=0.0, thresholding="dynamic"):
     return [
-        CascadeStage(model_fn=base_x0_model, schedule="cosine", resolution=4,
-                     guidance_scale=1.25, num_steps=6, prediction_type="x0"),
-        CascadeStage(model_fn=UNetModelFn(sr_x0_apply), params={"scale": jnp.float32(1.0)},
-                     schedule="cosine", resolution=8, log_var_mix=0.1, num_steps=5,
-                     prediction_type="x0"),
-        CascadeStage(model_fn=UNetModelFn(sr_x0_apply), params={"scale": jnp.float32(1.0)},
-                     schedule=linear_beta_schedule(1000), resolution=16, sampler="ddim",
-                     num_steps=4, aug_level=aug, prediction_type="x0", thresholding=thresholding),
+        CascadeStage(
+            model_fn=base_x0_model,
+            schedule="cosine",
+            resolution=4,
+            guidance_scale=1.25,
+            num_steps=6,
+            prediction_type="x0",
+        ),
+        CascadeStage(
+            model_fn=UNetModelFn(sr_x0_apply),
+            params={"scale": jnp.float32(1.0)},
+            schedule="cosine",
+            resolution=8,
+            log_var_mix=0.1,
+            num_steps=5,
+            prediction_type="x0",
+        ),
+        CascadeStage(
+            model_fn=UNetModelFn(sr_x0_apply),
+            params={"scale": jnp.float32(1.0)},
+            schedule=linear_beta_schedule(1000),
+            resolution=16,
+            sampler="ddim",
+            num_steps=4,
+            aug_level=aug,
+            prediction_type="x0",
+            thresholding=thresholding,
+        ),
     ]
 
 
@@ -52,8 +72,9 @@ def test_cascade_wires_stages_and_conditioning():
     assert [o.shape for o in outs] == [(B, 4, 4, 3), (B, 8, 8, 3), (B, 16, 16, 3)]
     # Base: guided x0 = w * c + (1 - w) * 0 for the x0 model, thresholding leaves it alone.
     c = 0.3 * np.tanh(np.asarray(TEXT["text_emb"]).sum(axis=(1, 2)))
-    np.testing.assert_allclose(outs[0], np.broadcast_to(1.25 * c[:, None, None, None], outs[0].shape),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        outs[0], np.broadcast_to(1.25 * c[:, None, None, None], outs[0].shape), atol=1e-5
+    )
     # SR stages reproduce their (upsampled) conditioning: aug level 0 adds ~4.5e-5 noise.
     np.testing.assert_allclose(outs[1], upsample(outs[0], 8), atol=5e-4)
     np.testing.assert_allclose(outs[2], upsample(outs[1], 16), atol=5e-4)
@@ -88,16 +109,33 @@ def test_noise_augment_and_upsample():
 
 def test_paper_settings_are_the_final_table():
     base, sr256, sr1024 = paper_cascade_settings()
-    assert (base["resolution"], base["guidance_scale"], base["log_var_mix"], base["sampler"],
-            base["num_steps"]) == (64, 1.25, 0.0, "ddpm", 1000)
-    assert (sr256["resolution"], sr256["guidance_scale"], sr256["log_var_mix"], sr256["sampler"],
-            sr256["num_steps"], sr256["aug_level"]) == (256, 1.0, 0.1, "ddpm", 1000, 0.0)
-    assert (sr1024["resolution"], sr1024["guidance_scale"], sr1024["sampler"],
-            sr1024["num_steps"]) == (1024, 1.0, "ddim", 32)
+    assert (
+        base["resolution"],
+        base["guidance_scale"],
+        base["log_var_mix"],
+        base["sampler"],
+        base["num_steps"],
+    ) == (64, 1.25, 0.0, "ddpm", 1000)
+    assert (
+        sr256["resolution"],
+        sr256["guidance_scale"],
+        sr256["log_var_mix"],
+        sr256["sampler"],
+        sr256["num_steps"],
+        sr256["aug_level"],
+    ) == (256, 1.0, 0.1, "ddpm", 1000, 0.0)
+    assert (
+        sr1024["resolution"],
+        sr1024["guidance_scale"],
+        sr1024["sampler"],
+        sr1024["num_steps"],
+    ) == (1024, 1.0, "ddim", 32)
     assert set(sr1024["unverified"]) == {"sampler", "num_steps", "log_var_mix"}
     assert base.get("unverified", ()) == () and sr256.get("unverified", ()) == ()
-    assert all(s["thresholding"] == "dynamic" and s["threshold_percentile"] == 99.5
-               for s in (base, sr256, sr1024))
+    assert all(
+        s["thresholding"] == "dynamic" and s["threshold_percentile"] == 99.5
+        for s in (base, sr256, sr1024)
+    )
     stages = [CascadeStage(model_fn=base_x0_model, **s) for s in (base, sr256, sr1024)]
     assert stages[2].discrete_schedule().num_steps == 1000
 

@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from synthaug.diffusion_core.schedules import cosine_log_snr, discretize, linear_beta_schedule
 
+from synthaug.diffusion_core.schedules import cosine_log_snr, discretize, linear_beta_schedule
 from synthaug.samplers import (
     ddim_coefficients,
     ddpm_coefficients,
@@ -100,8 +100,15 @@ def test_respace_rebuilds_betas_from_alpha_bar():
 
 @pytest.mark.parametrize(
     "bad,match",
-    [(0, "between 1"), (1001, "between 1"), ([5, 5], "distinct"), ([-1, 3], r"\[0, 1000\)"),
-     ([], "non-empty"), ([[1, 2]], "1-D"), ([0.5], "step indices")],
+    [
+        (0, "between 1"),
+        (1001, "between 1"),
+        ([5, 5], "distinct"),
+        ([-1, 3], r"\[0, 1000\)"),
+        ([], "non-empty"),
+        ([[1, 2]], "1-D"),
+        ([0.5], "step indices"),
+    ],
 )
 def test_kept_steps_rejects_bad_input(bad, match):
     with pytest.raises(ValueError, match=match):

@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from synthaug.diffusion_core.schedules import alpha_squared, cosine_log_snr, discretize
 
+from synthaug.diffusion_core.schedules import alpha_squared, cosine_log_snr, discretize
 from synthaug.samplers import ddim_sample, ddpm_sample, kept_steps
 
 MU = np.array([-0.3, 0.0, 0.5])
@@ -63,7 +63,9 @@ def _exact_chain_moments(ac, *, kind, log_var_mix=0.0, eta=0.0, rebuild_betas=Tr
                 cx = np.sqrt(1 - beta) / beta / prec
                 c0 = np.sqrt(ac_prev[k]) / (1.0 - ac_prev[k]) / prec
                 A, B = c0 * p + cx, c0 * q
-                noise_var = np.exp(log_var_mix * np.log(beta) + (1 - log_var_mix) * np.log(1 / prec))
+                noise_var = np.exp(
+                    log_var_mix * np.log(beta) + (1 - log_var_mix) * np.log(1 / prec)
+                )
         else:
             std = eta * np.sqrt((1 - ac_prev[k]) / (1 - ac[k]) * (1 - ac[k] / ac_prev[k]))
             d = np.sqrt(1 - ac_prev[k] - std**2)

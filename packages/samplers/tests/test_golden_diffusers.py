@@ -11,8 +11,8 @@ import pathlib
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from synthaug.diffusion_core.schedules import discretize, get_log_snr_fn, linear_beta_schedule
 
+from synthaug.diffusion_core.schedules import discretize, get_log_snr_fn, linear_beta_schedule
 from synthaug.samplers import ddim_sample, ddpm_sample
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "samplers_diffusers.npz"
@@ -91,9 +91,7 @@ def test_matches_diffusers_per_step(case):
     if case["sampler"] == "ddpm":
         v = case["variance_or_eta"]
         mix = {"fixed_small": 0.0, "fixed_large": 1.0}.get(v, v)
-        out, traj = ddpm_sample(
-            model_fn, schedule, shape, None, log_var_mix=mix, **kwargs
-        )
+        out, traj = ddpm_sample(model_fn, schedule, shape, None, log_var_mix=mix, **kwargs)
     else:
         out, traj = ddim_sample(
             model_fn, schedule, shape, None, eta=case["variance_or_eta"], **kwargs
@@ -107,7 +105,9 @@ def test_matches_diffusers_per_step(case):
     alpha = np.sqrt(schedule.alphas_cumprod[kept][::-1])
     atol = 1e-5 * np.maximum(1.0, 0.05 / alpha).reshape((-1,) + (1,) * len(shape))
     err = np.abs(np.asarray(traj.x0) - ref_x0)
-    assert np.all(err <= atol), f"x0 off by {err.max()} (step {np.argmax(err.max(axis=(1, 2, 3, 4)))})"
+    assert np.all(err <= atol), (
+        f"x0 off by {err.max()} (step {np.argmax(err.max(axis=(1, 2, 3, 4)))})"
+    )
     assert float(np.abs(np.asarray(traj.x0) - ref_x0)[alpha >= 0.05].max()) <= 1e-5
     np.testing.assert_array_equal(np.asarray(out), np.asarray(traj.x[-1]))
     # The trajectory really moves: the output is far from the initial noise.

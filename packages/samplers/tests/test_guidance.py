@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from synthaug.diffusion_core.schedules import cosine_log_snr, discretize
 
+from synthaug.diffusion_core.schedules import cosine_log_snr, discretize
 from synthaug.samplers import (
     ddim_sample,
     ddpm_sample,
@@ -93,14 +93,22 @@ def test_sampler_guidance_equals_two_call_reference(sampler):
 
 def test_no_guidance_calls_model_on_batch_b_and_guidance_needs_text():
     calls = []
-    ddpm_sample(_cond_model(calls), SCHEDULE, (B, 4, 4, 2), jax.random.key(0), cond=_cond(),
-                num_steps=3)
+    ddpm_sample(
+        _cond_model(calls), SCHEDULE, (B, 4, 4, 2), jax.random.key(0), cond=_cond(), num_steps=3
+    )
     assert calls == [B]
     cond = _cond()
     del cond["text_emb"]
     with pytest.raises(KeyError, match="text_emb"):
-        ddpm_sample(_cond_model(), SCHEDULE, (B, 4, 4, 2), jax.random.key(0), cond=cond,
-                    guidance_scale=2.0, num_steps=3)
+        ddpm_sample(
+            _cond_model(),
+            SCHEDULE,
+            (B, 4, 4, 2),
+            jax.random.key(0),
+            cond=cond,
+            guidance_scale=2.0,
+            num_steps=3,
+        )
 
 
 def test_dynamic_threshold_matches_numpy():
@@ -113,8 +121,9 @@ def test_dynamic_threshold_matches_numpy():
         want = np.clip(x, -s[:, None, None, None], s[:, None, None, None]) / s[:, None, None, None]
         np.testing.assert_allclose(got, want, atol=1e-6, rtol=1e-5)
     # Samples already inside [-1, 1] are unchanged; the percentile matters.
-    np.testing.assert_allclose(np.asarray(dynamic_threshold(jnp.asarray(x[:1] * 0.5)))[0], x[0] * 0.5,
-                               atol=1e-7)
+    np.testing.assert_allclose(
+        np.asarray(dynamic_threshold(jnp.asarray(x[:1] * 0.5)))[0], x[0] * 0.5, atol=1e-7
+    )
     a = np.asarray(dynamic_threshold(jnp.asarray(x), percentile=99.5))
     b = np.asarray(dynamic_threshold(jnp.asarray(x), percentile=90.0))
     assert np.abs(a - b).max() > 1e-2 and np.abs(b).max() <= 1.0 + 1e-6

@@ -7,8 +7,8 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from jax.tree_util import Partial
-from synthaug.diffusion_core.schedules import cosine_log_snr, discretize
 
+from synthaug.diffusion_core.schedules import cosine_log_snr, discretize
 from synthaug.samplers import ddim_sample, ddpm_sample
 
 SCHEDULE = discretize(cosine_log_snr, 1000)
@@ -23,13 +23,23 @@ def model_with_params(params, x, t, cond):
 
 
 PARAMS = {"w": jnp.array([[0.9, -0.4], [0.3, 1.1]]), "b": jnp.array([0.1, -0.2])}
-COND = {"lowres": jax.random.normal(jax.random.key(9), SHAPE),
-        "text_emb": jax.random.normal(jax.random.key(8), (8, 3, 2))}
+COND = {
+    "lowres": jax.random.normal(jax.random.key(9), SHAPE),
+    "text_emb": jax.random.normal(jax.random.key(8), (8, 3, 2)),
+}
 
 
 def _ddpm(rng, **kw):
-    return ddpm_sample(Partial(model_with_params, PARAMS), SCHEDULE, SHAPE, rng, cond=COND,
-                       num_steps=25, thresholding="dynamic", **kw)
+    return ddpm_sample(
+        Partial(model_with_params, PARAMS),
+        SCHEDULE,
+        SHAPE,
+        rng,
+        cond=COND,
+        num_steps=25,
+        thresholding="dynamic",
+        **kw,
+    )
 
 
 def test_same_key_same_samples_other_key_other_samples():
@@ -46,9 +56,17 @@ def test_compiled_once_and_params_are_traced():
 
     before = _sample_jit._cache_size()
     for scale in (0.5, 1.5, 2.0):
-        p = jax.tree.map(lambda a: a * scale, PARAMS)
-        ddpm_sample(Partial(model_with_params, p), SCHEDULE, SHAPE, jax.random.key(0),
-                    cond=COND, num_steps=25, guidance_scale=scale + 1.0, log_var_mix=scale / 2)
+        p = jax.tree.map(lambda a, s=scale: a * s, PARAMS)
+        ddpm_sample(
+            Partial(model_with_params, p),
+            SCHEDULE,
+            SHAPE,
+            jax.random.key(0),
+            cond=COND,
+            num_steps=25,
+            guidance_scale=scale + 1.0,
+            log_var_mix=scale / 2,
+        )
     assert _sample_jit._cache_size() - before == 1
 
 
@@ -62,9 +80,9 @@ def test_the_step_loop_is_a_lax_loop():
         calls.append(1)
         return 0.5 * x
 
-    jaxpr = jax.make_jaxpr(
-        lambda r: ddpm_sample(model_fn, SCHEDULE, SHAPE, r, num_steps=200)
-    )(jax.random.key(0))
+    jaxpr = jax.make_jaxpr(lambda r: ddpm_sample(model_fn, SCHEDULE, SHAPE, r, num_steps=200))(
+        jax.random.key(0)
+    )
     text = str(jaxpr)
     assert "scan" in text or "while" in text
     assert len(calls) == 1
@@ -101,8 +119,9 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="eta"):
         ddim_sample(model, SCHEDULE, SHAPE, jax.random.key(0), cond=COND, eta=-1.0)
     with pytest.raises(ValueError, match="noise must have shape"):
-        ddpm_sample(model, SCHEDULE, SHAPE, None, cond=COND, num_steps=5,
-                    noise=jnp.zeros((5, *SHAPE)))
+        ddpm_sample(
+            model, SCHEDULE, SHAPE, None, cond=COND, num_steps=5, noise=jnp.zeros((5, *SHAPE))
+        )
     with pytest.raises(ValueError, match="rng"):
         ddpm_sample(model, SCHEDULE, SHAPE, None, cond=COND)
     with pytest.raises(TypeError, match="DiscreteSchedule"):

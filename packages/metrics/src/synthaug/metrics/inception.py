@@ -507,9 +507,7 @@ def make_feature_fn(
         n = images.shape[0]
         if n <= batch_size:
             return forward(device_params, images)
-        outs = [
-            forward(device_params, images[i : i + batch_size]) for i in range(0, n, batch_size)
-        ]
+        outs = [forward(device_params, images[i : i + batch_size]) for i in range(0, n, batch_size)]
         return (
             jnp.concatenate([o[0] for o in outs]),
             jnp.concatenate([o[1] for o in outs]),

@@ -127,7 +127,9 @@ def load_reference_npz(path: str | os.PathLike, *, load_images: bool = False) ->
     return out
 
 
-def iter_reference_images(path: str | os.PathLike, *, batch_size: int = 256) -> Iterator[np.ndarray]:
+def iter_reference_images(
+    path: str | os.PathLike, *, batch_size: int = 256
+) -> Iterator[np.ndarray]:
     """Streams ``arr_0`` of an ``.npz`` in batches without loading it whole.
 
     Args:
@@ -207,7 +209,10 @@ def save_reference_npz(
 
 
 def reference_statistics(
-    batches: Iterable[Any], feature_fn: Callable[[Any], Any], *, path: str | os.PathLike | None = None
+    batches: Iterable[Any],
+    feature_fn: Callable[[Any], Any],
+    *,
+    path: str | os.PathLike | None = None,
 ) -> RunningStats:
     """Streams image batches through a feature function and accumulates pool3 statistics.
 

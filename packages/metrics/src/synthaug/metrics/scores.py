@@ -91,8 +91,12 @@ def _inside(query: np.ndarray, ref: np.ndarray, ref_radii: np.ndarray, block: in
     out = np.zeros(query.shape[0], bool)
     for lo in range(0, query.shape[0], block):
         for rlo in range(0, ref.shape[0], block):
-            d = _sq_dists(query[lo : lo + block], q2[lo : lo + block], ref[rlo : rlo + block],
-                          r2[rlo : rlo + block])
+            d = _sq_dists(
+                query[lo : lo + block],
+                q2[lo : lo + block],
+                ref[rlo : rlo + block],
+                r2[rlo : rlo + block],
+            )
             out[lo : lo + block] |= np.any(d <= ref_radii[None, rlo : rlo + block], axis=1)
     return out
 
@@ -174,7 +178,9 @@ def classification_accuracy_score(logits_or_predictions: Any, labels: Any) -> di
         if x.ndim != 2:
             raise ValueError(f"float scores must be [N, C], got shape {x.shape}")
         if np.any(labels < 0) or np.any(labels >= x.shape[1]):
-            raise ValueError(f"labels must be in [0, {x.shape[1]}), got {labels.min()}..{labels.max()}")
+            raise ValueError(
+                f"labels must be in [0, {x.shape[1]}), got {labels.min()}..{labels.max()}"
+            )
         kk = min(5, x.shape[1])
         # Best first; ties go to the lower class index, as a stable sort of -scores gives.
         ranked = np.argsort(-x, axis=1, kind="stable")[:, :kk]

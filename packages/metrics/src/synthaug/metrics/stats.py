@@ -163,7 +163,9 @@ class RunningStats:
     def cov(self) -> np.ndarray:
         """[d, d] float64 unbiased covariance (ddof=1) of the features seen."""
         if self._count < 2:
-            raise ValueError(f"RunningStats.cov needs at least 2 feature vectors, has {self._count}")
+            raise ValueError(
+                f"RunningStats.cov needs at least 2 feature vectors, has {self._count}"
+            )
         return self._full_m2() / (self._count - 1)
 
     def __repr__(self) -> str:

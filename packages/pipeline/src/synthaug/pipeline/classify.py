@@ -46,14 +46,25 @@ def recipe_config(cfg) -> ml_collections.ConfigDict:
             f"unknown classifier model.name {m.name!r}; expected one of {', '.join(cl.MODEL_NAMES)}"
         )
     if t.recipe == "resnet":
-        r = cl.resnet_recipe(int(t.batch_size), int(t.epochs), model=m.name,
-                             num_classes=int(m.num_classes), schedule=t.schedule)
+        r = cl.resnet_recipe(
+            int(t.batch_size),
+            int(t.epochs),
+            model=m.name,
+            num_classes=int(m.num_classes),
+            schedule=t.schedule,
+        )
     elif t.recipe in ("deit", "vit"):
-        r = cl.deit_recipe(int(t.batch_size), int(t.epochs), model=m.name,
-                           num_classes=int(m.num_classes))
+        r = cl.deit_recipe(
+            int(t.batch_size), int(t.epochs), model=m.name, num_classes=int(m.num_classes)
+        )
     else:
-        r = cl.demo_recipe(m.name, num_classes=int(m.num_classes), batch_size=int(t.batch_size),
-                           epochs=int(t.epochs), image_size=int(m.image_size))
+        r = cl.demo_recipe(
+            m.name,
+            num_classes=int(m.num_classes),
+            batch_size=int(t.batch_size),
+            epochs=int(t.epochs),
+            image_size=int(m.image_size),
+        )
     r = ml_collections.ConfigDict(r.to_dict())
     r.image_size = int(m.image_size)
     r.base_lr = float(t.base_learning_rate)
@@ -136,11 +147,15 @@ def _train_arrays(cfg) -> tuple[np.ndarray, np.ndarray]:
                 "in-memory training reads the digits; ImageNet-scale data streams through "
                 "tf.data on the pod (data.real.source must be 'digits' here)"
             )
-        parts.append(digits_subset(cfg.data.real.split, size, cfg.data.real.per_class,
-                                   seed=cfg.seed))
+        parts.append(
+            digits_subset(cfg.data.real.split, size, cfg.data.real.per_class, seed=cfg.seed)
+        )
     if cfg.data.mode in ("synthetic", "mixed"):
-        parts.append(read_synthetic_arrays(cfg.data.synthetic_dir,
-                                           limit=int(cfg.data.synthetic_images), size=size))
+        parts.append(
+            read_synthetic_arrays(
+                cfg.data.synthetic_dir, limit=int(cfg.data.synthetic_images), size=size
+            )
+        )
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts]).astype(np.int32)
     return images, labels
@@ -191,19 +206,34 @@ def train_classifier(
     writer = MetricWriter(workdir)
     write_text(workdir / RECIPE_FILE, recipe.to_json(indent=2))
     epochs = int(recipe.epochs)
-    bar = tqdm(total=epochs, desc=f"train-classifier {cfg.data.mode}", unit="epoch",
-               disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=epochs,
+        desc=f"train-classifier {cfg.data.mode}",
+        unit="epoch",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
 
     def log_fn(record):
         bar.update(1)
         bar.set_postfix(loss=f"{record['train_loss']:.3f}")
-        writer.scalars(record["step"], {f"train/{k}": v for k, v in record.items()
-                                        if isinstance(v, int | float) and k not in ("step",)})
+        writer.scalars(
+            record["step"],
+            {
+                f"train/{k}": v
+                for k, v in record.items()
+                if isinstance(v, int | float) and k not in ("step",)
+            },
+        )
 
     try:
         state, history = cl.fit(
-            recipe, images, labels, rng=jax.random.key(int(cfg.seed)),
-            checkpoint_dir=workdir / "checkpoints", log_fn=log_fn,
+            recipe,
+            images,
+            labels,
+            rng=jax.random.key(int(cfg.seed)),
+            checkpoint_dir=workdir / "checkpoints",
+            log_fn=log_fn,
         )
     finally:
         bar.close()
@@ -217,8 +247,9 @@ def train_classifier(
     }
     if ev is not None:
         res = cl.evaluate(recipe, state, ev[0], ev[1])
-        summary.update(top1=float(res["top1"]), top5=float(res["top5"]),
-                       eval_examples=int(res["count"]))
+        summary.update(
+            top1=float(res["top1"]), top5=float(res["top5"]), eval_examples=int(res["count"])
+        )
         writer.scalars(int(state.step), {"eval/top1": res["top1"], "eval/top5": res["top5"]})
     summary["wall_time_s"] = time.perf_counter() - t0
     writer.summary(train_classifier=summary)

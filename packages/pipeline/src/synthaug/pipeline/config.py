@@ -60,8 +60,7 @@ def resolve_config_path(spec: str) -> tuple[pathlib.Path, str | None]:
         if c.is_file():
             return c, variant
     raise MissingPathError(
-        f"config not found: {name!r} is neither a file nor one of "
-        f"{', '.join(list_configs())}"
+        f"config not found: {name!r} is neither a file nor one of {', '.join(list_configs())}"
     )
 
 

@@ -72,15 +72,21 @@ def to_float(images: np.ndarray) -> np.ndarray:
     return np.asarray(images, np.float32) / 127.5 - 1.0
 
 
-def real_dataset(data_cfg, *, split: str | None = None, process_index: int = 0,
-                 process_count: int = 1, shuffle: bool = False, seed: int = 0):
+def real_dataset(
+    data_cfg,
+    *,
+    split: str | None = None,
+    process_index: int = 0,
+    process_count: int = 1,
+    shuffle: bool = False,
+    seed: int = 0,
+):
     """A ``tf.data.Dataset`` of ``(uint8 image, int32 label)`` from a ``data`` config."""
     from synthaug import imagenet_data as data
 
     check_source(data_cfg)
     split = split or data_cfg.split
-    kw = dict(shuffle=shuffle, seed=seed, process_index=process_index,
-              process_count=process_count)
+    kw = dict(shuffle=shuffle, seed=seed, process_index=process_index, process_count=process_count)
     if data_cfg.source == "digits":
         return data.digits(split, 32)
     if data_cfg.source == "imagenet_tfds":

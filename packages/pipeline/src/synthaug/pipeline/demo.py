@@ -77,12 +77,24 @@ def _sample_cfg(cfg, out_dir: pathlib.Path, *, guidance: float, per_class: int, 
             "shard_size": int(s.shard_size),
             "batch_size": int(s.batch_size),
             "text": cfg.text.to_dict(),
-            "base": {"enabled": True, "preset": cfg.base.preset, "sampler": "ddpm",
-                     "steps": int(s.base_steps), "guidance": float(guidance),
-                     "log_var_mix": float(s.base_log_var_mix), "aug_level": 0.0},
-            "sr1": {"enabled": True, "preset": cfg.sr.preset, "sampler": "ddpm",
-                    "steps": int(s.sr_steps), "guidance": float(s.sr_guidance),
-                    "log_var_mix": float(s.sr_log_var_mix), "aug_level": float(s.sr_aug_level)},
+            "base": {
+                "enabled": True,
+                "preset": cfg.base.preset,
+                "sampler": "ddpm",
+                "steps": int(s.base_steps),
+                "guidance": float(guidance),
+                "log_var_mix": float(s.base_log_var_mix),
+                "aug_level": 0.0,
+            },
+            "sr1": {
+                "enabled": True,
+                "preset": cfg.sr.preset,
+                "sampler": "ddpm",
+                "steps": int(s.sr_steps),
+                "guidance": float(s.sr_guidance),
+                "log_var_mix": float(s.sr_log_var_mix),
+                "aug_level": float(s.sr_aug_level),
+            },
             "sr2": {"enabled": False},
         }
     )
@@ -96,13 +108,23 @@ def _classifier_cfg(cfg, workdir: pathlib.Path, mode: str):
             "seed": int(cfg.seed),
             "workdir": str(workdir),
             "model": {"name": c.name, "num_classes": 10, "image_size": CLASSIFIER_SIZE},
-            "data": {"mode": mode, "real": {"source": "digits", "split": "train"},
-                     "eval_split": "test"},
-            "train": {"recipe": "demo", "optimizer": "sgd", "epochs": int(c.epochs),
-                      "batch_size": int(c.batch_size),
-                      "base_learning_rate": float(c.learning_rate), "warmup_epochs": 1,
-                      "schedule": "cosine", "weight_decay": 5e-4, "momentum": 0.9,
-                      "nesterov": True},
+            "data": {
+                "mode": mode,
+                "real": {"source": "digits", "split": "train"},
+                "eval_split": "test",
+            },
+            "train": {
+                "recipe": "demo",
+                "optimizer": "sgd",
+                "epochs": int(c.epochs),
+                "batch_size": int(c.batch_size),
+                "base_learning_rate": float(c.learning_rate),
+                "warmup_epochs": 1,
+                "schedule": "cosine",
+                "weight_decay": 5e-4,
+                "momentum": 0.9,
+                "nesterov": True,
+            },
         }
     )
 
@@ -125,17 +147,17 @@ def _grids(out: pathlib.Path, images: np.ndarray, labels: np.ndarray, names, per
 
     paths = []
     for k, name in enumerate(names):
-        sel = images[labels == k][:per_row * 2]
+        sel = images[labels == k][: per_row * 2]
         if len(sel) == 0:
             continue
-        paths.append(save_grid_png(out / "figures" / f"samples_{k}_{name}.png", sel,
-                                   cols=per_row, scale=3))
+        paths.append(
+            save_grid_png(out / "figures" / f"samples_{k}_{name}.png", sel, cols=per_row, scale=3)
+        )
     return paths
 
 
 def run_demo(cfg, *, progress: bool = True) -> dict[str, Any]:
     """Run the demo a validated ``demo`` config describes; returns the metrics summary."""
-    import jax
 
     from synthaug import classifiers as cl
     from synthaug import imagenet_data as data
@@ -147,7 +169,7 @@ def run_demo(cfg, *, progress: bool = True) -> dict[str, Any]:
     from synthaug.pipeline.sample import sample
     from synthaug.pipeline.text import class_embeddings
 
-    t_start = time.perf_counter()
+    t_start, c_start = time.perf_counter(), time.process_time()
     out = pathlib.Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = ml_collections.ConfigDict(cfg.to_dict())
@@ -165,18 +187,29 @@ def run_demo(cfg, *, progress: bool = True) -> dict[str, Any]:
         fcfg = _finetune_cfg(cfg, which, out)
         with timer(f"finetune {which}"):
             finetune(fcfg, progress=progress)
-            models[key] = load_stage_model(fcfg.workdir, fcfg.model.preset,
-                                           text_dim=emb.shape[-1])
+            models[key] = load_stage_model(fcfg.workdir, fcfg.model.preset, text_dim=emb.shape[-1])
 
-    scfg = _sample_cfg(cfg, out / "synthetic", guidance=cfg.sample.base_guidance,
-                       per_class=int(cfg.sample.per_class), seed=int(cfg.seed))
+    scfg = _sample_cfg(
+        cfg,
+        out / "synthetic",
+        guidance=cfg.sample.base_guidance,
+        per_class=int(cfg.sample.per_class),
+        seed=int(cfg.seed),
+    )
     with timer("sample"):
-        sample(scfg, progress=progress, models=models, text=(emb, mask),
-               process_index=0, process_count=1)
+        sample(
+            scfg,
+            progress=progress,
+            models=models,
+            text=(emb, mask),
+            process_index=0,
+            process_count=1,
+        )
     syn_x, syn_y = read_synthetic_arrays(out / "synthetic")
 
-    real_x, real_y = digits_subset("train", CLASSIFIER_SIZE, int(cfg.real_per_class),
-                                   seed=int(cfg.seed))
+    real_x, real_y = digits_subset(
+        "train", CLASSIFIER_SIZE, int(cfg.real_per_class), seed=int(cfg.seed)
+    )
     full_x, full_y = digits_subset("train", CLASSIFIER_SIZE)
     test = digits_subset("test", CLASSIFIER_SIZE)
     results = {}
@@ -188,11 +221,14 @@ def run_demo(cfg, *, progress: bool = True) -> dict[str, Any]:
     }
     with timer("train classifiers"):
         for mode, arrays in runs.items():
-            ccfg = _classifier_cfg(cfg, out / "classifiers" / mode,
-                                   "mixed" if mode == "mixed" else
-                                   ("synthetic" if mode == "synthetic" else "real"))
-            results[mode] = train_classifier(ccfg, progress=progress, arrays=arrays,
-                                             eval_arrays=test)
+            ccfg = _classifier_cfg(
+                cfg,
+                out / "classifiers" / mode,
+                "mixed" if mode == "mixed" else ("synthetic" if mode == "synthetic" else "real"),
+            )
+            results[mode] = train_classifier(
+                ccfg, progress=progress, arrays=arrays, eval_arrays=test
+            )
 
     # Fréchet distance in the features of the classifier trained on every real train image.
     from synthaug.pipeline.classify import load_classifier
@@ -202,70 +238,108 @@ def run_demo(cfg, *, progress: bool = True) -> dict[str, Any]:
         feats_test = cl.predict_features(recipe, state, test[0])
         fd = {
             "synthetic vs real test": feature_frechet_distance(
-                cl.predict_features(recipe, state, syn_x), feats_test),
+                cl.predict_features(recipe, state, syn_x), feats_test
+            ),
             "real train subset vs real test": feature_frechet_distance(
-                cl.predict_features(recipe, state, real_x), feats_test),
+                cl.predict_features(recipe, state, real_x), feats_test
+            ),
         }
 
     sweep_rows = []
     with timer("guidance sweep"):
         for w in cfg.sample.sweep_guidance:
             d = out / "sweep" / f"guidance_{w:g}"
-            sample(_sample_cfg(cfg, d / "synthetic", guidance=w,
-                               per_class=int(cfg.sample.sweep_per_class),
-                               seed=int(cfg.seed) + 1),
-                   progress=progress, models=models, text=(emb, mask),
-                   process_index=0, process_count=1)
+            sample(
+                _sample_cfg(
+                    cfg,
+                    d / "synthetic",
+                    guidance=w,
+                    per_class=int(cfg.sample.sweep_per_class),
+                    seed=int(cfg.seed) + 1,
+                ),
+                progress=progress,
+                models=models,
+                text=(emb, mask),
+                process_index=0,
+                process_count=1,
+            )
             x, y = read_synthetic_arrays(d / "synthetic")
-            res = train_classifier(_classifier_cfg(cfg, d / "classifier", "synthetic"),
-                                   progress=progress, arrays=(x, y), eval_arrays=test)
-            sweep_rows.append({
-                "guidance": float(w),
-                "cas_top1": res["top1"],
-                "frechet_distance": feature_frechet_distance(
-                    cl.predict_features(recipe, state, x), feats_test),
-                "images": int(len(y)),
-            })
+            res = train_classifier(
+                _classifier_cfg(cfg, d / "classifier", "synthetic"),
+                progress=progress,
+                arrays=(x, y),
+                eval_arrays=test,
+            )
+            sweep_rows.append(
+                {
+                    "guidance": float(w),
+                    "cas_top1": res["top1"],
+                    "frechet_distance": feature_frechet_distance(
+                        cl.predict_features(recipe, state, x), feats_test
+                    ),
+                    "images": int(len(y)),
+                }
+            )
 
     with timer("figures and report"):
         grids = _grids(out, syn_x, syn_y, names, per_row=8)
         overview = save_grid_png(
             out / "figures" / "samples_all_classes.png",
-            np.concatenate([syn_x[syn_y == k][:8] for k in range(10)]), cols=8, scale=3)
+            np.concatenate([syn_x[syn_y == k][:8] for k in range(10)]),
+            cols=8,
+            scale=3,
+        )
         real_grid = save_grid_png(
             out / "figures" / "real_all_classes.png",
-            np.concatenate([full_x[full_y == k][:8] for k in range(10)]), cols=8, scale=3)
+            np.concatenate([full_x[full_y == k][:8] for k in range(10)]),
+            cols=8,
+            scale=3,
+        )
         plot = plot_vs_guidance(
             out / "figures" / "guidance_sweep.png",
             [r["guidance"] for r in sweep_rows],
-            {"CAS top-1 (real test split)": [r["cas_top1"] for r in sweep_rows],
-             "Fréchet distance (classifier features)":
-                 [r["frechet_distance"] for r in sweep_rows]},
+            {
+                "CAS top-1 (real test split)": [r["cas_top1"] for r in sweep_rows],
+                "Fréchet distance (classifier features)": [
+                    r["frechet_distance"] for r in sweep_rows
+                ],
+            },
             title="Base-model guidance weight: CAS and Fréchet distance",
         )
     times = dict(timer.times)
     times["total"] = time.perf_counter() - t_start
+    timer.cpu_times["total"] = time.process_time() - c_start
     summary = {
-        "accuracy": {k: {"top1": v["top1"], "top5": v["top5"],
-                         "train_examples": v["train_examples"]} for k, v in results.items()},
+        "accuracy": {
+            k: {"top1": v["top1"], "top5": v["top5"], "train_examples": v["train_examples"]}
+            for k, v in results.items()
+        },
         "cas_top1": results["synthetic"]["top1"],
         "frechet_distance_classifier_features": fd,
         "guidance_sweep": sweep_rows,
-        "synthetic": {"num_examples": int(len(syn_y)),
-                      "per_class": np.bincount(syn_y, minlength=10).tolist(),
-                      "image_size": list(syn_x.shape[1:3])},
+        "synthetic": {
+            "num_examples": int(len(syn_y)),
+            "per_class": np.bincount(syn_y, minlength=10).tolist(),
+            "image_size": list(syn_x.shape[1:3]),
+        },
         "wall_time_s": times,
+        "cpu_time_s": dict(timer.cpu_times),
         "config": cfg.to_dict(),
     }
     for k, v in results.items():
         writer.scalars(0, {f"demo/top1_{k}": v["top1"]})
     for i, r in enumerate(sweep_rows):
-        writer.scalars(i, {"sweep/guidance": r["guidance"], "sweep/cas_top1": r["cas_top1"],
-                           "sweep/frechet_distance": r["frechet_distance"]})
+        writer.scalars(
+            i,
+            {
+                "sweep/guidance": r["guidance"],
+                "sweep/cas_top1": r["cas_top1"],
+                "sweep/frechet_distance": r["frechet_distance"],
+            },
+        )
     writer.summary(demo=summary)
     writer.close()
-    _write_report(out, cfg, summary, grids=grids, overview=overview, real_grid=real_grid,
-                  plot=plot)
+    _write_report(out, cfg, summary, grids=grids, overview=overview, real_grid=real_grid, plot=plot)
     return summary
 
 
@@ -275,7 +349,9 @@ def _pct(x: float) -> str:
 
 def _write_report(out, cfg, s, *, grids, overview, real_grid, plot) -> pathlib.Path:
     acc = s["accuracy"]
-    rep = MarkdownReport(out / "report.md", "synthaug demo: synthetic digits from a diffusion cascade")
+    rep = MarkdownReport(
+        out / "report.md", "synthaug demo: synthetic digits from a diffusion cascade"
+    )
     rep.paragraph(
         "The paper's pipeline at toy scale on the embedded 8×8 digits (upsampled to 16×16 and "
         "32×32; 1,437 train / 360 test images). A tiny 16×16 text-conditioned U-Net and a tiny "
@@ -286,14 +362,30 @@ def _write_report(out, cfg, s, *, grids, overview, real_grid, plot) -> pathlib.P
     )
     rep.heading("Accuracy on the real test split")
     rows = [
-        ["real subset (a)", acc["real"]["train_examples"], _pct(acc["real"]["top1"]),
-         _pct(acc["real"]["top5"])],
-        ["synthetic only (b) = CAS", acc["synthetic"]["train_examples"],
-         _pct(acc["synthetic"]["top1"]), _pct(acc["synthetic"]["top5"])],
-        ["real subset + synthetic (c)", acc["mixed"]["train_examples"],
-         _pct(acc["mixed"]["top1"]), _pct(acc["mixed"]["top5"])],
-        ["all real train images (reference)", acc["real_full"]["train_examples"],
-         _pct(acc["real_full"]["top1"]), _pct(acc["real_full"]["top5"])],
+        [
+            "real subset (a)",
+            acc["real"]["train_examples"],
+            _pct(acc["real"]["top1"]),
+            _pct(acc["real"]["top5"]),
+        ],
+        [
+            "synthetic only (b) = CAS",
+            acc["synthetic"]["train_examples"],
+            _pct(acc["synthetic"]["top1"]),
+            _pct(acc["synthetic"]["top5"]),
+        ],
+        [
+            "real subset + synthetic (c)",
+            acc["mixed"]["train_examples"],
+            _pct(acc["mixed"]["top1"]),
+            _pct(acc["mixed"]["top5"]),
+        ],
+        [
+            "all real train images (reference)",
+            acc["real_full"]["train_examples"],
+            _pct(acc["real_full"]["top1"]),
+            _pct(acc["real_full"]["top5"]),
+        ],
     ]
     rep.table(["training data", "images", "top-1", "top-5"], rows)
     rep.paragraph(
@@ -307,17 +399,23 @@ def _write_report(out, cfg, s, *, grids, overview, real_grid, plot) -> pathlib.P
         "trained on all real train digits (the reference row above); a Gaussian is fitted to "
         "each set and the Fréchet distance between them is reported (lower is closer)."
     )
-    rep.table(["sets compared", "Fréchet distance (classifier features)"],
-              [[k, v] for k, v in s["frechet_distance_classifier_features"].items()])
+    rep.table(
+        ["sets compared", "Fréchet distance (classifier features)"],
+        [[k, v] for k, v in s["frechet_distance_classifier_features"].items()],
+    )
     rep.heading("Guidance sweep (base model)")
     rep.paragraph(
         "Each point: a fresh class-balanced synthetic set at that base guidance weight "
         "(SR stage at its final settings), CAS = top-1 on the real test split of a classifier "
         "trained on it alone, Fréchet distance in classifier features to the real test split."
     )
-    rep.table(["guidance w", "images", "CAS top-1", "Fréchet distance"],
-              [[r["guidance"], r["images"], _pct(r["cas_top1"]), r["frechet_distance"]]
-               for r in s["guidance_sweep"]])
+    rep.table(
+        ["guidance w", "images", "CAS top-1", "Fréchet distance"],
+        [
+            [r["guidance"], r["images"], _pct(r["cas_top1"]), r["frechet_distance"]]
+            for r in s["guidance_sweep"]
+        ],
+    )
     rep.figure(plot, "CAS and Fréchet distance (classifier features) against guidance weight")
     rep.heading("Samples")
     rep.figure(overview, "Synthetic 32×32 samples, one row per class (zero … nine)")
@@ -328,13 +426,23 @@ def _write_report(out, cfg, s, *, grids, overview, real_grid, plot) -> pathlib.P
     sm = cfg.sample
     rep.table(
         ["stage", "guidance w", "log-variance mix", "sampler", "steps"],
-        [["base 16×16", sm.base_guidance, sm.base_log_var_mix, "DDPM ancestral", sm.base_steps],
-         ["SR 16→32", sm.sr_guidance, sm.sr_log_var_mix, "DDPM ancestral", sm.sr_steps]],
+        [
+            ["base 16×16", sm.base_guidance, sm.base_log_var_mix, "DDPM ancestral", sm.base_steps],
+            ["SR 16→32", sm.sr_guidance, sm.sr_log_var_mix, "DDPM ancestral", sm.sr_steps],
+        ],
     )
-    rep.paragraph("The paper's settings (base w 1.25, v 0.0; SR w 1.0, v 0.1; 1000 DDPM steps "
-                  "each), with fewer steps for the CPU.")
+    rep.paragraph(
+        "The paper's settings (base w 1.25, v 0.0; SR w 1.0, v 0.1; 1000 DDPM steps "
+        "each), with fewer steps for the CPU."
+    )
     rep.heading("Wall time per stage")
-    rep.table(["stage", "seconds"], [[k, round(v, 1)] for k, v in s["wall_time_s"].items()])
+    cpu = s["cpu_time_s"]
+    rep.table(
+        ["stage", "wall seconds", "CPU seconds (all threads)"],
+        [
+            [k, round(v, 1), round(cpu[k], 1) if k in cpu else None]
+            for k, v in s["wall_time_s"].items()
+        ],
+    )
     rep.paragraph(f"Host: {os.cpu_count()} CPU cores; JAX {__import__('jax').__version__}.")
     return rep.write()
-

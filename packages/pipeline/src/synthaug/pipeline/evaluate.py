@@ -93,8 +93,10 @@ def evaluate(cfg, *, progress: bool = True) -> dict[str, Any]:
     if "accuracy" in cfg.metrics:
         recipe, state = load_classifier(cfg.classifier_dir)
         if cfg.real.source != "digits":
-            raise ConfigError("accuracy on ImageNet streams through tf.data on the pod; "
-                              "here config.real.source must be 'digits'")
+            raise ConfigError(
+                "accuracy on ImageNet streams through tf.data on the pod; "
+                "here config.real.source must be 'digits'"
+            )
         x, y = digits_subset(cfg.real.split, int(recipe.image_size))
         acc = cl.evaluate(recipe, state, x, y)
         res.update(top1=float(acc["top1"]), top5=float(acc["top5"]), eval_examples=acc["count"])

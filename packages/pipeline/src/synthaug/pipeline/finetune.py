@@ -83,8 +83,13 @@ def _imagenet_batches(cfg, dcfg, emb, mask):
 
     size = int(dcfg.model.image_size)
     low = int(dcfg.diffusion.lowres_size)
-    ds = real_dataset(cfg.data, process_index=process_index(), process_count=process_count(),
-                      shuffle=True, seed=cfg.seed)
+    ds = real_dataset(
+        cfg.data,
+        process_index=process_index(),
+        process_count=process_count(),
+        shuffle=True,
+        seed=cfg.seed,
+    )
 
     def prep(image, label):
         hi = data.diffusion_downsample(image, size=size)
@@ -157,8 +162,9 @@ def finetune(cfg, *, progress: bool = True, writer: MetricWriter | None = None) 
             lowres, _ = digits_subset(
                 cfg.data.split, int(dcfg.diffusion.lowres_size), cfg.data.per_class, seed=cfg.seed
             )
-        data = make_batches(images, labels, emb, mask, batch_size=int(tc.batch_size),
-                            seed=cfg.seed, lowres=lowres)
+        data = make_batches(
+            images, labels, emb, mask, batch_size=int(tc.batch_size), seed=cfg.seed, lowres=lowres
+        )
     else:
         data = _imagenet_batches(cfg, dcfg, emb, mask)
 
@@ -167,8 +173,11 @@ def finetune(cfg, *, progress: bool = True, writer: MetricWriter | None = None) 
         import jax
 
         size, low = int(dcfg.model.image_size), int(dcfg.diffusion.lowres_size)
-        example = {"image": np.zeros((1, size, size, 3), np.float32),
-                   "text_emb": emb[:1], "text_mask": mask[:1]}
+        example = {
+            "image": np.zeros((1, size, size, 3), np.float32),
+            "text_emb": emb[:1],
+            "text_mask": mask[:1],
+        }
         if is_sr:
             example["lowres"] = np.zeros((1, low, low, 3), np.float32)
         fresh = dc.create_train_state(jax.random.key(int(cfg.seed)), model, dcfg, example)
@@ -179,8 +188,13 @@ def finetune(cfg, *, progress: bool = True, writer: MetricWriter | None = None) 
     own_writer = writer is None
     writer = writer or MetricWriter(workdir)
     write_model_info(workdir, cfg.model.preset, emb.shape[-1])
-    bar = tqdm(total=int(tc.steps), desc=f"finetune {cfg.model.preset}", disable=not progress,
-               unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=int(tc.steps),
+        desc=f"finetune {cfg.model.preset}",
+        disable=not progress,
+        unit="step",
+        dynamic_ncols=True,
+    )
     last = {"step": 0}
 
     def callback(step, metrics, state):
@@ -191,8 +205,12 @@ def finetune(cfg, *, progress: bool = True, writer: MetricWriter | None = None) 
 
     try:
         state, history = dc.train(
-            model, dcfg, data, checkpoint_dir=str(workdir / "checkpoints"),
-            init_state=init_state, callback=callback,
+            model,
+            dcfg,
+            data,
+            checkpoint_dir=str(workdir / "checkpoints"),
+            init_state=init_state,
+            callback=callback,
         )
     finally:
         bar.close()

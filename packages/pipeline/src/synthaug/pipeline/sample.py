@@ -195,8 +195,14 @@ def sample(
     done = writer.resume_index
     key = jax.random.key(int(cfg.seed))
     bsz, shard = int(cfg.batch_size), int(cfg.shard_size)
-    bar = tqdm(total=stop - start, initial=done, desc="sample", unit="img",
-               disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=stop - start,
+        initial=done,
+        desc="sample",
+        unit="img",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     try:
         for s0 in range(start + done, stop, shard):
             for b0 in range(s0, min(s0 + shard, stop), bsz):

@@ -88,10 +88,11 @@ def read_metrics(workdir: str | os.PathLike) -> dict[str, Any]:
 
 
 class StageTimer:
-    """Wall time of named stages: ``with timer("finetune base"): ...``."""
+    """Wall time (and process CPU time) of named stages: ``with timer("finetune"): ...``."""
 
     def __init__(self) -> None:
         self.times: dict[str, float] = {}
+        self.cpu_times: dict[str, float] = {}
         self._name: str | None = None
 
     def __call__(self, name: str) -> StageTimer:
@@ -100,9 +101,12 @@ class StageTimer:
 
     def __enter__(self) -> StageTimer:
         self._t0 = time.perf_counter()
+        self._c0 = time.process_time()
         return self
 
     def __exit__(self, *exc) -> None:
         assert self._name is not None
-        self.times[self._name] = self.times.get(self._name, 0.0) + time.perf_counter() - self._t0
+        name = self._name
+        self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - self._t0
+        self.cpu_times[name] = self.cpu_times.get(name, 0.0) + time.process_time() - self._c0
         self._name = None

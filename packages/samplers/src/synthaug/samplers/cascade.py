@@ -17,13 +17,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from jax.tree_util import Partial
+
 from synthaug.diffusion_core.schedules import (
     DiscreteSchedule,
     alpha_sigma,
     discretize,
     get_log_snr_fn,
 )
-
 from synthaug.samplers.guidance import DEFAULT_PERCENTILE
 from synthaug.samplers.sampling import ddim_sample, ddpm_sample
 
@@ -101,7 +101,9 @@ class CascadeStage:
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
-            raise ValueError(f"CascadeStage.sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+            raise ValueError(
+                f"CascadeStage.sampler must be one of {SAMPLERS}, got {self.sampler!r}"
+            )
         if int(self.resolution) < 1:
             raise ValueError(f"CascadeStage.resolution must be positive, got {self.resolution}")
         if not 0.0 <= float(self.aug_level) <= 1.0:

@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
+
 from synthaug.diffusion_core.schedules import DiscreteSchedule
 
 __all__ = [

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
 from synthaug.diffusion_core.schedules import DiscreteSchedule
 
 __all__ = ["kept_steps", "respace", "spaced_steps"]

@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
-from synthaug.diffusion_core.schedules import DiscreteSchedule
 
+from synthaug.diffusion_core.schedules import DiscreteSchedule
 from synthaug.samplers.coefficients import (
     DDIMCoefficients,
     DDPMCoefficients,

@@ -27,8 +27,16 @@ def get_config(variant=None):
         eval_split="test",
     )
     c.train = dict(
-        recipe="demo", optimizer="sgd", epochs=15, batch_size=64, base_learning_rate=0.05,
-        warmup_epochs=1, schedule="cosine", weight_decay=5e-4, momentum=0.9, nesterov=True,
+        recipe="demo",
+        optimizer="sgd",
+        epochs=15,
+        batch_size=64,
+        base_learning_rate=0.05,
+        warmup_epochs=1,
+        schedule="cosine",
+        weight_decay=5e-4,
+        momentum=0.9,
+        nesterov=True,
     )
     c.hardware = "CPU (2 cores)"
     return c

@@ -26,8 +26,16 @@ def get_config(variant=None):
     c.data = dict(source="digits", split="train")
     c.text = dict(encoder="tiny", max_length=8, seed=0, cache="runs/text_cache")
     c.train = dict(
-        steps=1000, batch_size=32, optimizer="adam", learning_rate=2e-3, warmup_steps=50,
-        decay="cosine", ema_decay=0.995, text_drop_prob=0.1, checkpoint_every=250, log_every=10,
+        steps=1000,
+        batch_size=32,
+        optimizer="adam",
+        learning_rate=2e-3,
+        warmup_steps=50,
+        decay="cosine",
+        ema_decay=0.995,
+        text_drop_prob=0.1,
+        checkpoint_every=250,
+        log_every=10,
     )
     c.hardware = "CPU (2 cores)"
     return c

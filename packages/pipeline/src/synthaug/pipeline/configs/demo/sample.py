@@ -22,12 +22,24 @@ def get_config():
     c.batch_size = 50
     c.text = dict(encoder="tiny", max_length=8, seed=0, cache="runs/text_cache")
     c.base = dict(
-        enabled=True, preset="tiny_base", checkpoint="runs/digits_base", sampler="ddpm",
-        steps=100, guidance=1.25, log_var_mix=0.0, aug_level=0.0,
+        enabled=True,
+        preset="tiny_base",
+        checkpoint="runs/digits_base",
+        sampler="ddpm",
+        steps=100,
+        guidance=1.25,
+        log_var_mix=0.0,
+        aug_level=0.0,
     )
     c.sr1 = dict(
-        enabled=True, preset="tiny_sr", checkpoint="runs/digits_sr", sampler="ddpm",
-        steps=50, guidance=1.0, log_var_mix=0.1, aug_level=0.0,
+        enabled=True,
+        preset="tiny_sr",
+        checkpoint="runs/digits_sr",
+        sampler="ddpm",
+        steps=50,
+        guidance=1.0,
+        log_var_mix=0.1,
+        aug_level=0.0,
     )
     c.sr2 = dict(enabled=False)
     c.hardware = "CPU (2 cores)"

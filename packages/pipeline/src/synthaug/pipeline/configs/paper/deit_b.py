@@ -32,9 +32,17 @@ def get_config(variant=None):
         synthetic_images=1_200_000 if variant == "mixed" else 0,
     )
     c.train = dict(
-        recipe="deit", optimizer="adamw", epochs=300, batch_size=1024,
-        base_learning_rate=5e-4 * 256 / 512, warmup_epochs=5, schedule="cosine",
-        weight_decay=0.05, label_smoothing=0.1, mixup_alpha=0.8, cutmix_alpha=1.0,
+        recipe="deit",
+        optimizer="adamw",
+        epochs=300,
+        batch_size=1024,
+        base_learning_rate=5e-4 * 256 / 512,
+        warmup_epochs=5,
+        schedule="cosine",
+        weight_decay=0.05,
+        label_smoothing=0.1,
+        mixup_alpha=0.8,
+        cutmix_alpha=1.0,
         randaugment="2,9",
     )
     c.hardware = "64 TPU-v4 chips (v4-128), batch 1024, 300 epochs"

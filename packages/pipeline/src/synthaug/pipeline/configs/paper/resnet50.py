@@ -43,13 +43,23 @@ def get_config(variant=None):
     c.data = dict(
         mode=mode,
         real=dict(source="imagenet_tfds", data_dir="", split="train", per_class=0),
-        synthetic_dir="runs/sample_1024/shards" if variant == "synthetic_1024" else "runs/sample_256/shards",
+        synthetic_dir="runs/sample_1024/shards"
+        if variant == "synthetic_1024"
+        else "runs/sample_256/shards",
         synthetic_images=0 if mode == "real" else 1_200_000,
         eval_split="validation",
     )
     c.train = dict(
-        recipe="resnet", optimizer="sgd", epochs=90, batch_size=1024, base_learning_rate=0.1,
-        warmup_epochs=5, schedule="cosine", weight_decay=1e-4, momentum=0.9, nesterov=True,
+        recipe="resnet",
+        optimizer="sgd",
+        epochs=90,
+        batch_size=1024,
+        base_learning_rate=0.1,
+        warmup_epochs=5,
+        schedule="cosine",
+        weight_decay=1e-4,
+        momentum=0.9,
+        nesterov=True,
     )
     c.hardware = "32 TPU-v4 chips (v4-64), batch 1024, 90 epochs"
     c.paper = dict(top1=top1, top5=top5, note=note)

@@ -37,8 +37,16 @@ def get_config(variant=None):
         synthetic_images=1_200_000 if mode == "mixed" else 0,
     )
     c.train = dict(
-        recipe="resnet", optimizer="sgd", epochs=90, batch_size=1024, base_learning_rate=0.1,
-        warmup_epochs=5, schedule="cosine", weight_decay=1e-4, momentum=0.9, nesterov=True,
+        recipe="resnet",
+        optimizer="sgd",
+        epochs=90,
+        batch_size=1024,
+        base_learning_rate=0.1,
+        warmup_epochs=5,
+        schedule="cosine",
+        weight_decay=1e-4,
+        momentum=0.9,
+        nesterov=True,
     )
     c.hardware = "32 TPU-v4 chips (v4-64), batch 1024, 90 epochs"
     c.paper = dict(top1=top1, note=f"{name} {mode}")

@@ -45,16 +45,37 @@ def get_config(variant=None):
     c.batch_size = 64
     c.text = dict(encoder="xxl", checkpoint="", tokenizer="", max_length=128, cache="")
     c.base = dict(
-        enabled=True, preset="imagen_base_64", checkpoint="", sampler="ddpm", steps=1000,
-        guidance=1.25, log_var_mix=0.0, aug_level=0.0, threshold_percentile=99.5,
+        enabled=True,
+        preset="imagen_base_64",
+        checkpoint="",
+        sampler="ddpm",
+        steps=1000,
+        guidance=1.25,
+        log_var_mix=0.0,
+        aug_level=0.0,
+        threshold_percentile=99.5,
     )
     c.sr1 = dict(
-        enabled=variant != "64", preset="imagen_sr_256", checkpoint="", sampler="ddpm", steps=1000,
-        guidance=1.0, log_var_mix=0.1, aug_level=0.0, threshold_percentile=99.5,
+        enabled=variant != "64",
+        preset="imagen_sr_256",
+        checkpoint="",
+        sampler="ddpm",
+        steps=1000,
+        guidance=1.0,
+        log_var_mix=0.1,
+        aug_level=0.0,
+        threshold_percentile=99.5,
     )
     c.sr2 = dict(
-        enabled=variant == "1024", preset="imagen_sr_1024", checkpoint="", sampler="ddim",
-        steps=32, guidance=1.0, log_var_mix=0.0, aug_level=0.0, threshold_percentile=99.5,
+        enabled=variant == "1024",
+        preset="imagen_sr_1024",
+        checkpoint="",
+        sampler="ddim",
+        steps=32,
+        guidance=1.0,
+        log_var_mix=0.0,
+        aug_level=0.0,
+        threshold_percentile=99.5,
     )
     c.hardware = "TPU-v4 pod slice, 64 chips, batch 64 per host step"
     if variant == "64":

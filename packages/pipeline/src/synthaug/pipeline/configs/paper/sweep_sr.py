@@ -42,12 +42,26 @@ def get_config(variant=None):
     c.per_class = 10
     c.text = dict(encoder="xxl", checkpoint="", tokenizer="", max_length=128, cache="")
     c.base = dict(
-        enabled=True, preset="imagen_base_64", checkpoint="", sampler="ddpm", steps=1000,
-        guidance=1.25, log_var_mix=0.0, aug_level=0.0, threshold_percentile=99.5,
+        enabled=True,
+        preset="imagen_base_64",
+        checkpoint="",
+        sampler="ddpm",
+        steps=1000,
+        guidance=1.25,
+        log_var_mix=0.0,
+        aug_level=0.0,
+        threshold_percentile=99.5,
     )
     c.sr1 = dict(
-        enabled=True, preset="imagen_sr_256", checkpoint="", sampler="ddpm", steps=1000,
-        guidance=w, log_var_mix=v, aug_level=a, threshold_percentile=99.5,
+        enabled=True,
+        preset="imagen_sr_256",
+        checkpoint="",
+        sampler="ddpm",
+        steps=1000,
+        guidance=w,
+        log_var_mix=v,
+        aug_level=a,
+        threshold_percentile=99.5,
     )
     c.sr2 = dict(enabled=False)
     c.hardware = "TPU-v4 slice, 64 chips; 10K samples per grid point"

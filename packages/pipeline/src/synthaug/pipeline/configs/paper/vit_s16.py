@@ -32,9 +32,17 @@ def get_config(variant=None):
         synthetic_images=1_200_000 if variant == "mixed" else 0,
     )
     c.train = dict(
-        recipe="vit", optimizer="adamw", epochs=300, batch_size=1024,
-        base_learning_rate=1e-3 * 256 / 1024, warmup_epochs=8, schedule="cosine",
-        weight_decay=1e-4, label_smoothing=0.0, mixup_alpha=0.2, randaugment="2,10",
+        recipe="vit",
+        optimizer="adamw",
+        epochs=300,
+        batch_size=1024,
+        base_learning_rate=1e-3 * 256 / 1024,
+        warmup_epochs=8,
+        schedule="cosine",
+        weight_decay=1e-4,
+        label_smoothing=0.0,
+        mixup_alpha=0.2,
+        randaugment="2,10",
     )
     c.hardware = "32 TPU-v4 chips (v4-64), batch 1024, 300 epochs"
     c.paper = dict(top1=PAPER[variant], note="ViT-S/16 79.89 -> 81.00")

@@ -1,0 +1,64 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from diffusion_core_testutil import make_batch
+
+from synthaug.diffusion_core import (
+    create_train_state,
+    get_preset,
+    init_from_pretrained,
+    make_model,
+    make_train_step,
+    merge_params,
+)
+
+
+def test_merge_reports_missing_and_unexpected():
+    init = {"a": {"w": jnp.zeros((2, 2)), "b": jnp.zeros(2)}, "c": {"w": jnp.zeros(3)}}
+    pre = {"a": {"w": jnp.ones((2, 2))}, "old": {"w": jnp.ones(1)}}
+    merged, report = merge_params(init, pre)
+    np.testing.assert_array_equal(merged["a"]["w"], 1.0)
+    np.testing.assert_array_equal(merged["c"]["w"], 0.0)
+    assert report.loaded == ["a/w"]
+    assert report.missing == ["a/b", "c/w"]
+    assert report.unexpected == ["old/w"]
+    with pytest.raises(ValueError, match="old/w"):
+        merge_params(init, pre, strict=True)
+
+
+def test_shape_mismatch_names_the_parameter():
+    init = {"a": {"w": jnp.zeros((2, 2))}}
+    with pytest.raises(ValueError, match=r"a/w.*\(3, 2\).*\(2, 2\)"):
+        merge_params(init, {"a": {"w": jnp.ones((3, 2))}})
+
+
+def test_init_from_pretrained_and_freezing(tiny_sr):
+    cfg = get_preset("tiny_sr")
+    cfg.train.freeze = ("^text/", "^down_0_res_0/")
+    model = make_model(cfg)
+    batch = make_batch(cfg, 2)
+    fresh = create_train_state(jax.random.key(9), model, cfg, batch)
+    # A subset checkpoint: the trained tiny_sr params without the output conv.
+    pretrained = {k: v for k, v in tiny_sr.state.params.items() if k != "conv_out"}
+    pretrained["legacy_head"] = {"kernel": jnp.ones((2, 2))}
+    state, report = init_from_pretrained(fresh, pretrained, cfg)
+    assert report.missing == ["conv_out/bias", "conv_out/kernel"]
+    assert report.unexpected == ["legacy_head/kernel"]
+    np.testing.assert_array_equal(state.params["conv_in"]["kernel"],
+                                  tiny_sr.state.params["conv_in"]["kernel"])
+    step = make_train_step(model, cfg)
+    new = state
+    for i in range(2):
+        new, m = step(new, batch, jax.random.key(i))
+        assert bool(m["finite"])
+    for name in ("text", "down_0_res_0"):
+        for a, b in zip(jax.tree.leaves(state.params[name]), jax.tree.leaves(new.params[name])):
+            assert bool(jnp.array_equal(a, b)), name
+        for a, b in zip(jax.tree.leaves(state.ema_params[name]),
+                        jax.tree.leaves(new.ema_params[name])):
+            assert bool(jnp.array_equal(a, b)), name
+    changed = [not bool(jnp.array_equal(a, b)) for a, b in
+               zip(jax.tree.leaves(state.params["up_1_res_0"]),
+                   jax.tree.leaves(new.params["up_1_res_0"]))]
+    assert any(changed)
