@@ -40,7 +40,7 @@ def _init(preset: str, batch: int):
     return model, params, cond, s
 
 
-def _overhead(sampler: str, steps: int) -> Result:
+def _overhead(sampler: str, steps: int, thresholding: str | None = "dynamic") -> Result:
     model, params, cond, s = _init("tiny_base", BATCH)
     schedule = discretize(cosine_log_snr, 1000)
     fn = Partial(UNetModelFn(model.apply), params)
@@ -50,11 +50,11 @@ def _overhead(sampler: str, steps: int) -> Result:
     call = jax.jit(lambda p, x, t, c: UNetModelFn(model.apply)(p, x, t, c))
     one = measure(lambda: block(call(params, x, t, cond)))
     sample = ddpm_sample if sampler == "ddpm" else ddim_sample
-    kw = dict(cond=cond, num_steps=steps, thresholding="dynamic")
+    kw = dict(cond=cond, num_steps=steps, thresholding=thresholding)
     full = measure(lambda: block(sample(fn, schedule, shape, jax.random.key(3), **kw)))
     ratio = full.median / (steps * one.median)
     return Result(
-        name=f"{sampler}_overhead_tiny_unet_b{BATCH}_{steps}steps",
+        name=f"{sampler}_overhead_tiny_unet_b{BATCH}_{steps}steps_{thresholding or 'nothreshold'}",
         metric="time(N-step sampling) / (N x time(denoiser call))",
         value=ratio,
         unit="x",
@@ -65,7 +65,7 @@ def _overhead(sampler: str, steps: int) -> Result:
         lower_is_better=True,
         timing=full,
         peer_timing=one,
-        notes=f"tiny_base U-Net {s}x{s}, dynamic thresholding, no guidance",
+        notes=f"tiny_base U-Net {s}x{s}, thresholding {thresholding}, no guidance",
     )
 
 
@@ -107,6 +107,7 @@ def run(quick: bool) -> list[Result]:
     return [
         _overhead("ddpm", steps),
         _overhead("ddim", steps),
+        _overhead("ddim", steps, thresholding=None),
         _cascade(steps, 16 if quick else BATCH),
     ]
 

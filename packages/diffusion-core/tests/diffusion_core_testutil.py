@@ -59,3 +59,15 @@ class Setup:
         if self._step is None:
             self._step = make_train_step(self.model, self.config)
         return self._step
+
+
+def resume_setup():
+    """Model, config and a deterministic ``data(step)`` for the checkpoint/resume tests."""
+    config = get_preset("tiny_base")
+    config.train.ema_decay = 0.9
+    model = make_model(config)
+
+    def data(step: int) -> dict:
+        return make_batch(config, 2, seed=1000 + step)
+
+    return model, config, data

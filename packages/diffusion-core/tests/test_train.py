@@ -25,7 +25,7 @@ def test_train_step_learns_and_updates_ema(tiny_base):
     probe = jax.random.key(123)
     _, m0 = s.step(state0, s.batch, probe)
     state = state0
-    for i in range(40):
+    for i in range(60):
         new, metrics = s.step(state, s.batch, jax.random.key(i))
         if i == 0:
             assert int(new.step) == 1 and float(metrics["learning_rate"]) == 0.0
@@ -36,10 +36,10 @@ def test_train_step_learns_and_updates_ema(tiny_base):
                 np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
         assert bool(metrics["finite"])
         state = new
-    assert int(state.step) == 40
+    assert int(state.step) == 60
     _, m1 = s.step(state, s.batch, probe)
     # Same noise, same t: the loss of the trained parameters is clearly lower.
-    assert float(m1["loss"]) < 0.8 * float(m0["loss"])
+    assert float(m1["loss"]) < 0.85 * float(m0["loss"])
     assert not _equal(state.params, state0.params)
     assert not _equal(state.ema_params, state.params)
 

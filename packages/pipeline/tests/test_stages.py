@@ -114,3 +114,15 @@ def test_finetune_checks_inputs(tmp_path):
     with pytest.raises(MissingPathError, match="noinit"):
         check_finetune(cfg)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_feature_frechet_distance():
+    from synthaug.pipeline.demo import feature_frechet_distance
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(500, 4))
+    assert feature_frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    shift = np.array([3.0, 0.0, 0.0, 4.0])
+    assert feature_frechet_distance(a, a + shift) == pytest.approx(25.0, rel=1e-6)
+    b = rng.normal(size=(500, 4)) * 2.0
+    assert feature_frechet_distance(a, b) > 1.0

@@ -243,7 +243,8 @@ def make_train_step(model, config, *, donate: bool = False) -> Callable:
 
     def step_fn(state: TrainState, batch: Batch, rng: jax.Array):
         (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g.astype(jnp.float32)))
+                                 for g in jax.tree.leaves(grads)))
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         frozen = freeze_labels(params, freeze) if freeze else None

@@ -205,6 +205,7 @@ def save_reference_npz(
             f.close()
             os.unlink(f.name)
             raise
+    os.chmod(f.name, 0o644)  # temporary files are created 0600
     os.replace(f.name, path)
 
 

@@ -88,7 +88,9 @@ def to_uint8(x) -> np.ndarray:
     return np.clip(np.round((np.asarray(x, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
-def build_cascade(cfg, *, text_dim: int, models: dict | None = None) -> list:
+def build_cascade(
+    cfg, *, text_dim: int, models: dict | None = None, traced_guidance: tuple[str, ...] = ()
+) -> list:
     """``synthaug.samplers.CascadeStage`` s for the enabled stages of a sample config.
 
     Args:
@@ -96,7 +98,11 @@ def build_cascade(cfg, *, text_dim: int, models: dict | None = None) -> list:
       text_dim: the text encoder's width.
       models: ``{stage key: (diffusion config, model, params)}`` already loaded (the demo
         passes its freshly trained models); others are loaded from ``<key>.checkpoint``.
+      traced_guidance: stage keys whose guidance weight is passed as an array, so that one
+        compiled sampler serves every weight (w = 1 then costs a doubled batch, as any w).
     """
+    import jax.numpy as jnp
+
     from synthaug import samplers
     from synthaug.pipeline.models import load_stage_model
 
@@ -113,7 +119,9 @@ def build_cascade(cfg, *, text_dim: int, models: dict | None = None) -> list:
                 params=params,
                 schedule=dcfg.diffusion.schedule,
                 resolution=int(dcfg.model.image_size),
-                guidance_scale=float(st.guidance),
+                guidance_scale=(
+                    jnp.float32(st.guidance) if key in traced_guidance else float(st.guidance)
+                ),
                 log_var_mix=float(st.log_var_mix),
                 sampler=st.sampler,
                 num_steps=int(st.steps),
@@ -141,6 +149,7 @@ def sample(
     text: tuple[np.ndarray, np.ndarray] | None = None,
     process_index: int | None = None,
     process_count: int | None = None,
+    traced_guidance: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Generate (or finish generating) the synthetic set a ``sample`` config describes.
 
@@ -150,6 +159,7 @@ def sample(
       models: preloaded stage models (see :func:`build_cascade`).
       text: preloaded ``(emb [K, L, D], mask [K, L])`` class embeddings.
       process_index, process_count: this host's place (default: from JAX).
+      traced_guidance: see :func:`build_cascade`.
 
     Returns:
       The summary (also in ``workdir/metrics.json``): examples written, wall time, settings.
@@ -174,7 +184,9 @@ def sample(
         emb, mask = class_embeddings(cfg.text, names, workdir=workdir)
     else:
         emb, mask = text
-    stages = build_cascade(cfg, text_dim=emb.shape[-1], models=models)
+    stages = build_cascade(
+        cfg, text_dim=emb.shape[-1], models=models, traced_guidance=traced_guidance
+    )
 
     plan = label_plan(labels, int(cfg.per_class))
     pi = jax.process_index() if process_index is None else process_index

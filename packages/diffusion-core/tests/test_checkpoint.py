@@ -1,0 +1,102 @@
+import os
+import signal
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from diffusion_core_testutil import resume_setup
+
+from synthaug.diffusion_core import (
+    Checkpointer,
+    NonFiniteLossError,
+    get_preset,
+    load_params,
+    state_from_params,
+    train,
+)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _assert_identical(a, b):
+    la, ta = jax.tree.flatten(a)
+    lb, tb = jax.tree.flatten(b)
+    assert ta == tb
+    for x, y in zip(la, lb, strict=True):
+        assert bool(jnp.array_equal(np.asarray(x), np.asarray(y)))
+
+
+def test_save_every_keep_and_restore(tmp_path):
+    cfg = get_preset("tiny_base")
+    params = {"w": jnp.arange(6.0).reshape(2, 3)}
+    state = state_from_params(params, cfg)
+    with Checkpointer(tmp_path, save_every=2, keep=2) as ckpt:
+        for step in range(1, 11):
+            s = state.replace(step=jnp.asarray(step, jnp.int32),
+                              params={"w": params["w"] * step})
+            ckpt.save(step, s)
+    with Checkpointer(tmp_path, save_every=2, keep=2) as ckpt:
+        assert ckpt.all_steps() == [8, 10]
+        restored = ckpt.restore(state)
+        assert int(restored.step) == 10
+        np.testing.assert_array_equal(restored.params["w"], params["w"] * 10)
+        with pytest.raises(FileNotFoundError, match="step 4"):
+            ckpt.restore(state, step=4)
+    np.testing.assert_array_equal(load_params(tmp_path, which="params")["w"], params["w"] * 10)
+    with pytest.raises(KeyError, match="nope"):
+        load_params(tmp_path, which="nope")
+    with pytest.raises(FileNotFoundError):
+        load_params(tmp_path / "missing")
+
+
+def test_sigkill_and_resume_is_bit_identical(tmp_path):
+    model, config, data = resume_setup()
+    # 20 steps straight.
+    straight, _ = train(model, config, data, num_steps=20)
+    assert int(straight.step) == 20
+    # 10 steps in a real process, killed with SIGKILL once checkpoint 10 is on disk.
+    ckpt_dir = str(tmp_path / "ckpt")
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "resume_child.py"), ckpt_dir, "20", "10"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == "READY 10", line
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # Resume to 20 from the checkpoint directory.
+    resumed, history = train(model, config, data, num_steps=20, checkpoint_dir=ckpt_dir,
+                             save_every=5, keep=2, log_every=1)
+    assert [h["step"] for h in history] == list(range(11, 21))
+    _assert_identical(resumed.params, straight.params)
+    _assert_identical(resumed.ema_params, straight.ema_params)
+    _assert_identical(resumed.opt_state, straight.opt_state)
+    assert int(resumed.step) == 20
+    with Checkpointer(ckpt_dir, save_every=5, keep=2) as ckpt:
+        assert ckpt.all_steps() == [15, 20]
+
+
+def test_nan_stops_training_before_checkpoint(tmp_path):
+    model, config, data = resume_setup()
+
+    def bad_data(step):
+        b = data(step)
+        if step == 3:
+            b = dict(b, image=b["image"] * jnp.nan)
+        return b
+
+    seen = []
+    with pytest.raises(NonFiniteLossError, match="step 3"):
+        train(model, config, bad_data, num_steps=6, checkpoint_dir=str(tmp_path), save_every=1,
+              keep=10, log_every=1, callback=lambda step, m, s: seen.append(step))
+    assert seen == [1, 2, 3]
+    with Checkpointer(tmp_path) as ckpt:
+        assert ckpt.all_steps() == [1, 2, 3]
