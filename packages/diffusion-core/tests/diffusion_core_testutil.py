@@ -20,10 +20,12 @@ def make_batch(config, batch_size: int, seed: int = 0, text_len: int = 6) -> dic
     s = config.model.image_size
     batch = {
         "image": jnp.asarray(r.uniform(-1, 1, (batch_size, s, s, 3)), jnp.float32),
-        "text_emb": jnp.asarray(r.normal(size=(batch_size, text_len, config.model.text_dim)),
-                                jnp.float32),
-        "text_mask": jnp.asarray(np.arange(text_len)[None, :] < r.integers(1, text_len + 1,
-                                                                             (batch_size, 1))),
+        "text_emb": jnp.asarray(
+            r.normal(size=(batch_size, text_len, config.model.text_dim)), jnp.float32
+        ),
+        "text_mask": jnp.asarray(
+            np.arange(text_len)[None, :] < r.integers(1, text_len + 1, (batch_size, 1))
+        ),
     }
     lo = config.diffusion.lowres_size
     if lo:
@@ -42,7 +44,10 @@ def _randomize(params, seed, scale):
     keys = jax.random.split(jax.random.key(seed), len(leaves))
     return jax.tree.unflatten(
         treedef,
-        [l + scale * jax.random.normal(k, l.shape, l.dtype) for l, k in zip(leaves, keys)],
+        [
+            p + scale * jax.random.normal(k, p.shape, p.dtype)
+            for p, k in zip(leaves, keys, strict=True)
+        ],
     )
 
 

@@ -30,8 +30,17 @@ def main() -> None:
             while True:
                 time.sleep(60)
 
-    train(model, config, data, num_steps=num_steps, checkpoint_dir=ckpt_dir, save_every=5,
-          keep=2, callback=callback, log_every=1)
+    train(
+        model,
+        config,
+        data,
+        num_steps=num_steps,
+        checkpoint_dir=ckpt_dir,
+        save_every=5,
+        keep=2,
+        callback=callback,
+        log_every=1,
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,7 @@ def test_save_every_keep_and_restore(tmp_path):
     state = state_from_params(params, cfg)
     with Checkpointer(tmp_path, save_every=2, keep=2) as ckpt:
         for step in range(1, 11):
-            s = state.replace(step=jnp.asarray(step, jnp.int32),
-                              params={"w": params["w"] * step})
+            s = state.replace(step=jnp.asarray(step, jnp.int32), params={"w": params["w"] * step})
             ckpt.save(step, s)
     with Checkpointer(tmp_path, save_every=2, keep=2) as ckpt:
         assert ckpt.all_steps() == [8, 10]
@@ -61,7 +60,9 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
     ckpt_dir = str(tmp_path / "ckpt")
     proc = subprocess.Popen(
         [sys.executable, os.path.join(HERE, "resume_child.py"), ckpt_dir, "20", "10"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         line = proc.stdout.readline()
@@ -73,8 +74,16 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path):
             proc.kill()
             proc.wait()
     # Resume to 20 from the checkpoint directory.
-    resumed, history = train(model, config, data, num_steps=20, checkpoint_dir=ckpt_dir,
-                             save_every=5, keep=2, log_every=1)
+    resumed, history = train(
+        model,
+        config,
+        data,
+        num_steps=20,
+        checkpoint_dir=ckpt_dir,
+        save_every=5,
+        keep=2,
+        log_every=1,
+    )
     assert [h["step"] for h in history] == list(range(11, 21))
     _assert_identical(resumed.params, straight.params)
     _assert_identical(resumed.ema_params, straight.ema_params)
@@ -95,8 +104,17 @@ def test_nan_stops_training_before_checkpoint(tmp_path):
 
     seen = []
     with pytest.raises(NonFiniteLossError, match="step 3"):
-        train(model, config, bad_data, num_steps=6, checkpoint_dir=str(tmp_path), save_every=1,
-              keep=10, log_every=1, callback=lambda step, m, s: seen.append(step))
+        train(
+            model,
+            config,
+            bad_data,
+            num_steps=6,
+            checkpoint_dir=str(tmp_path),
+            save_every=1,
+            keep=10,
+            log_every=1,
+            callback=lambda step, m, s: seen.append(step),
+        )
     assert seen == [1, 2, 3]
     with Checkpointer(tmp_path) as ckpt:
         assert ckpt.all_steps() == [1, 2, 3]

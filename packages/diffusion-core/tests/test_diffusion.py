@@ -82,8 +82,15 @@ def test_loss_is_zero_for_an_oracle(ptype, is_sr):
         eps = (z - alpha[:, None, None, None] * x) / sigma[:, None, None, None]
         return prediction_target(x=x, eps=eps, log_snr=log_snr, prediction_type=ptype)
 
-    loss, aux = diffusion_loss(oracle, None, batch, rng=jax.random.key(6), log_snr_fn=log_snr_fn,
-                               prediction_type=ptype, is_sr=is_sr)
+    loss, aux = diffusion_loss(
+        oracle,
+        None,
+        batch,
+        rng=jax.random.key(6),
+        log_snr_fn=log_snr_fn,
+        prediction_type=ptype,
+        is_sr=is_sr,
+    )
     assert float(loss) < 1e-6 if ptype != "eps" else float(loss) < 1e-3
     assert aux["per_example_loss"].shape == (4,)
     assert bool(jnp.all((seen["t"] >= 0) & (seen["t"] <= 1)))
@@ -97,12 +104,19 @@ def test_loss_of_a_zero_predictor_is_the_target_variance():
     log_snr_fn = get_log_snr_fn("cosine")
     x = jnp.zeros((64, 8, 8, 3))
     zero = lambda params, z, *a, **k: jnp.zeros_like(z)  # noqa: E731
-    loss, _ = diffusion_loss(zero, None, {"image": x}, rng=jax.random.key(7),
-                             log_snr_fn=log_snr_fn, prediction_type="eps")
+    loss, _ = diffusion_loss(
+        zero,
+        None,
+        {"image": x},
+        rng=jax.random.key(7),
+        log_snr_fn=log_snr_fn,
+        prediction_type="eps",
+    )
     assert abs(float(loss) - 1.0) < 0.05  # E[eps^2] = 1
 
 
 def test_bad_prediction_type():
     with pytest.raises(ValueError, match="prediction_type"):
-        prediction_target(x=jnp.zeros(1), eps=jnp.zeros(1), log_snr=jnp.zeros(1),
-                          prediction_type="score")
+        prediction_target(
+            x=jnp.zeros(1), eps=jnp.zeros(1), log_snr=jnp.zeros(1), prediction_type="score"
+        )

@@ -45,20 +45,31 @@ def test_init_from_pretrained_and_freezing(tiny_sr):
     state, report = init_from_pretrained(fresh, pretrained, cfg)
     assert report.missing == ["conv_out/bias", "conv_out/kernel"]
     assert report.unexpected == ["legacy_head/kernel"]
-    np.testing.assert_array_equal(state.params["conv_in"]["kernel"],
-                                  tiny_sr.state.params["conv_in"]["kernel"])
+    np.testing.assert_array_equal(
+        state.params["conv_in"]["kernel"], tiny_sr.state.params["conv_in"]["kernel"]
+    )
     step = make_train_step(model, cfg)
     new = state
     for i in range(2):
         new, m = step(new, batch, jax.random.key(i))
         assert bool(m["finite"])
     for name in ("text", "down_0_res_0"):
-        for a, b in zip(jax.tree.leaves(state.params[name]), jax.tree.leaves(new.params[name])):
+        for a, b in zip(
+            jax.tree.leaves(state.params[name]), jax.tree.leaves(new.params[name]), strict=True
+        ):
             assert bool(jnp.array_equal(a, b)), name
-        for a, b in zip(jax.tree.leaves(state.ema_params[name]),
-                        jax.tree.leaves(new.ema_params[name])):
+        for a, b in zip(
+            jax.tree.leaves(state.ema_params[name]),
+            jax.tree.leaves(new.ema_params[name]),
+            strict=True,
+        ):
             assert bool(jnp.array_equal(a, b)), name
-    changed = [not bool(jnp.array_equal(a, b)) for a, b in
-               zip(jax.tree.leaves(state.params["up_1_res_0"]),
-                   jax.tree.leaves(new.params["up_1_res_0"]))]
+    changed = [
+        not bool(jnp.array_equal(a, b))
+        for a, b in zip(
+            jax.tree.leaves(state.params["up_1_res_0"]),
+            jax.tree.leaves(new.params["up_1_res_0"]),
+            strict=True,
+        )
+    ]
     assert any(changed)

@@ -15,8 +15,10 @@ from synthaug.diffusion_core import (
 
 
 def _equal(a, b) -> bool:
-    return all(bool(jnp.array_equal(x, y)) for x, y in
-               zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+    return all(
+        bool(jnp.array_equal(x, y))
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
 
 
 def test_train_step_learns_and_updates_ema(tiny_base):
@@ -32,7 +34,7 @@ def test_train_step_learns_and_updates_ema(tiny_base):
             # One EMA update from the initial (equal) EMA.
             decay = s.config.train.ema_decay
             expect = ema_update(state.ema_params, new.params, decay=decay)
-            for a, b in zip(jax.tree.leaves(expect), jax.tree.leaves(new.ema_params)):
+            for a, b in zip(jax.tree.leaves(expect), jax.tree.leaves(new.ema_params), strict=True):
                 np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
         assert bool(metrics["finite"])
         state = new
@@ -61,7 +63,7 @@ def test_step_on_a_batch_sharded_over_a_mesh(tiny_base):
     new_sharded, m_sharded = s.step(state, batch, jax.random.key(3))
     new, m = s.step(s.state, s.batch, jax.random.key(3))
     np.testing.assert_allclose(m_sharded["loss"], m["loss"], rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(new_sharded.params), jax.tree.leaves(new.params)):
+    for a, b in zip(jax.tree.leaves(new_sharded.params), jax.tree.leaves(new.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
@@ -79,11 +81,13 @@ def test_optimizers_follow_the_paper():
     base = get_preset("imagen_base_64")
     sr = get_preset("imagen_sr_256")
     assert base.optimizer.name == "adafactor" and sr.optimizer.name == "adam"
-    leaves_base = jax.tree.leaves(make_optimizer(base).init(params),
-                                  is_leaf=lambda x: isinstance(x, optax.FactoredState))
+    leaves_base = jax.tree.leaves(
+        make_optimizer(base).init(params), is_leaf=lambda x: isinstance(x, optax.FactoredState)
+    )
     assert any(isinstance(x, optax.FactoredState) for x in leaves_base)
-    leaves_sr = jax.tree.leaves(make_optimizer(sr).init(params),
-                                is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState))
+    leaves_sr = jax.tree.leaves(
+        make_optimizer(sr).init(params), is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState)
+    )
     assert any(isinstance(x, optax.ScaleByAdamState) for x in leaves_sr)
     assert base.train.ema_decay == 0.9999
 

@@ -30,8 +30,14 @@ class Checkpointer:
       async_save: write in a background thread.
     """
 
-    def __init__(self, directory: str | os.PathLike, *, save_every: int = 1, keep: int = 3,
-                 async_save: bool = True):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        save_every: int = 1,
+        keep: int = 3,
+        async_save: bool = True,
+    ):
         if save_every < 1:
             raise ValueError(f"save_every must be >= 1, got {save_every}")
         if keep < 1:
@@ -72,8 +78,7 @@ class Checkpointer:
             step = self.latest_step()
         if step is None or step not in self._mgr.all_steps():
             raise FileNotFoundError(
-                f"no checkpoint for step {step} in {self.directory} "
-                f"(available: {self.all_steps()})"
+                f"no checkpoint for step {step} in {self.directory} (available: {self.all_steps()})"
             )
         return self._mgr.restore(int(step), args=ocp.args.StandardRestore(_abstract(target)))
 
@@ -93,8 +98,9 @@ class Checkpointer:
         self.close()
 
 
-def load_params(directory: str | os.PathLike, *, step: int | None = None,
-                which: str = "ema_params") -> Any:
+def load_params(
+    directory: str | os.PathLike, *, step: int | None = None, which: str = "ema_params"
+) -> Any:
     """Read a parameter tree from a :class:`Checkpointer` directory (no target needed).
 
     Args:

@@ -217,11 +217,16 @@ def diffusion_loss(
         lo, hi = aug_level_range
         aug_level = jax.random.uniform(k_aug, (b,), jnp.float32, lo, hi)
         lowres = augment_lowres(
-            batch["lowres"].astype(jnp.float32), rng=k_augnoise, aug_level=aug_level,
-            out_size=x.shape[1:3], log_snr_fn=aug_log_snr_fn, method=resize_method,
+            batch["lowres"].astype(jnp.float32),
+            rng=k_augnoise,
+            aug_level=aug_level,
+            out_size=x.shape[1:3],
+            log_snr_fn=aug_log_snr_fn,
+            method=resize_method,
         )
-    out = apply_fn(params, z, t, text_emb, text_mask, lowres=lowres, aug_level=aug_level,
-                   rng=k_dropout)
+    out = apply_fn(
+        params, z, t, text_emb, text_mask, lowres=lowres, aug_level=aug_level, rng=k_dropout
+    )
     target = prediction_target(x=x, eps=eps, log_snr=log_snr, prediction_type=prediction_type)
     per_example = jnp.mean(jnp.square(out.astype(jnp.float32) - target), axis=(1, 2, 3))
     return jnp.mean(per_example), {"per_example_loss": per_example, "t": t}

@@ -89,38 +89,65 @@ class EfficientUNet(nn.Module):
                     "(one per block_channels entry)"
                 )
         check_unet_inputs(
-            x, time, text_emb, text_mask, lowres=lowres, aug_level=aug_level,
-            in_channels=self.in_channels, text_dim=self.text_dim,
-            lowres_channels=self.lowres_channels, image_size=self.image_size,
+            x,
+            time,
+            text_emb,
+            text_mask,
+            lowres=lowres,
+            aug_level=aug_level,
+            in_channels=self.in_channels,
+            text_dim=self.text_dim,
+            lowres_channels=self.lowres_channels,
+            image_size=self.image_size,
         )
         dt, pdt = self.dtype, self.param_dtype
-        emb = TimestepEmbedding(self.embed_dim, scale=self.time_scale, dtype=dt,
-                                param_dtype=pdt, name="time_embed")(time)
-        emb = emb + TimestepEmbedding(self.embed_dim, scale=self.time_scale, dtype=dt,
-                                      param_dtype=pdt, name="aug_embed")(aug_level)
+        emb = TimestepEmbedding(
+            self.embed_dim, scale=self.time_scale, dtype=dt, param_dtype=pdt, name="time_embed"
+        )(time)
+        emb = emb + TimestepEmbedding(
+            self.embed_dim, scale=self.time_scale, dtype=dt, param_dtype=pdt, name="aug_embed"
+        )(aug_level)
         text = None
         if self.text_dim is not None:
             text, pooled = TextConditioning(
-                self.text_token_dim or self.embed_dim, self.embed_dim, self.text_pool_heads, dt,
-                pdt, name="text",
+                self.text_token_dim or self.embed_dim,
+                self.embed_dim,
+                self.text_pool_heads,
+                dt,
+                pdt,
+                name="text",
             )(text_emb, text_mask)
             emb = emb + pooled
 
         res_cls = nn.remat(ResBlock) if self.remat else ResBlock
 
         def res(out, name):
-            return res_cls(out, use_scale_shift_norm=True, dropout=self.dropout,
-                           deterministic=not train, skip_scale=_SKIP_SCALE,
-                           num_groups=self.num_groups, dtype=dt, param_dtype=pdt, name=name)
+            return res_cls(
+                out,
+                use_scale_shift_norm=True,
+                dropout=self.dropout,
+                deterministic=not train,
+                skip_scale=_SKIP_SCALE,
+                num_groups=self.num_groups,
+                dtype=dt,
+                param_dtype=pdt,
+                name=name,
+            )
 
         def attn(h, i, name):
             use_text = text is not None and self.cross_attention[i]
             if not (self.self_attention[i] or use_text):
                 return h
-            return AttentionBlock(self.num_heads, use_text=use_text,
-                                  self_attention=self.self_attention[i], skip_scale=_SKIP_SCALE,
-                                  num_groups=self.num_groups, dtype=dt, param_dtype=pdt,
-                                  name=name)(h, text, text_mask)
+            return AttentionBlock(
+                self.num_heads,
+                use_text=use_text,
+                self_attention=self.self_attention[i],
+                skip_scale=_SKIP_SCALE,
+                num_groups=self.num_groups,
+                dtype=dt,
+                param_dtype=pdt,
+                name=name,
+            )(h, text, text_mask)
 
         h = jnp.concatenate([x, lowres.astype(x.dtype)], axis=-1).astype(dt)
         h = nn.Conv(self.initial_channels, (3, 3), dtype=dt, param_dtype=pdt, name="conv_in")(h)
@@ -149,6 +176,12 @@ class EfficientUNet(nn.Module):
                 h = Upsample(out_ch, dtype=dt, param_dtype=pdt, name=f"up_{i}_upsample")(h)
 
         h = nn.silu(GroupNorm(self.num_groups, dt, pdt, name="norm_out")(h))
-        out = nn.Conv(self.out_channels, (3, 3), dtype=dt, param_dtype=pdt,
-                      kernel_init=nn.initializers.zeros, name="conv_out")(h)
+        out = nn.Conv(
+            self.out_channels,
+            (3, 3),
+            dtype=dt,
+            param_dtype=pdt,
+            kernel_init=nn.initializers.zeros,
+            name="conv_out",
+        )(h)
         return out.astype(jnp.float32)

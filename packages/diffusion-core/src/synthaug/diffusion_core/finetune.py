@@ -43,8 +43,9 @@ def _flat(tree: Any) -> dict[str, Any]:
     return traverse_util.flatten_dict(dict(tree), sep="/")
 
 
-def merge_params(init_params: Any, pretrained: Any, *, strict: bool = False
-                 ) -> tuple[Any, MergeReport]:
+def merge_params(
+    init_params: Any, pretrained: Any, *, strict: bool = False
+) -> tuple[Any, MergeReport]:
     """Overwrite ``init_params`` with the entries of ``pretrained`` that it has.
 
     Args:
@@ -87,8 +88,9 @@ def merge_params(init_params: Any, pretrained: Any, *, strict: bool = False
     return traverse_util.unflatten_dict(merged, sep="/"), report
 
 
-def init_from_pretrained(state: TrainState, pretrained: Any, config, *, strict: bool = False
-                         ) -> tuple[TrainState, MergeReport]:
+def init_from_pretrained(
+    state: TrainState, pretrained: Any, config, *, strict: bool = False
+) -> tuple[TrainState, MergeReport]:
     """A fresh step-0 state whose params (and EMA) come from ``pretrained``.
 
     The optimizer state is re-initialised (with the freezing of ``config.train.freeze``).

@@ -62,8 +62,9 @@ class GroupNorm(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         groups = _groups(x.shape[-1], self.num_groups)
-        y = nn.GroupNorm(num_groups=groups, epsilon=1e-5, dtype=jnp.float32,
-                         param_dtype=self.param_dtype)(x.astype(jnp.float32))
+        y = nn.GroupNorm(
+            num_groups=groups, epsilon=1e-5, dtype=jnp.float32, param_dtype=self.param_dtype
+        )(x.astype(jnp.float32))
         return y.astype(self.dtype)
 
 
@@ -87,8 +88,16 @@ class TimestepEmbedding(nn.Module):
         return nn.Dense(self.dim, dtype=self.dtype, param_dtype=self.param_dtype, name="dense_1")(h)
 
 
-def _conv(features: int, kernel: int, dtype, param_dtype, *, stride: int = 1, name=None,
-          zero_init: bool = False) -> nn.Conv:
+def _conv(
+    features: int,
+    kernel: int,
+    dtype,
+    param_dtype,
+    *,
+    stride: int = 1,
+    name=None,
+    zero_init: bool = False,
+) -> nn.Conv:
     return nn.Conv(
         features,
         (kernel, kernel),
@@ -235,15 +244,15 @@ class AttentionBlock(nn.Module):
         if not (self.self_attention or use_text):
             raise ValueError("an attention block without self-attention needs text tokens")
         if self.self_attention:
-            qkv = nn.DenseGeneral((3, heads, c // heads), dtype=dt, param_dtype=pdt,
-                                  name="qkv")(h)
+            qkv = nn.DenseGeneral((3, heads, c // heads), dtype=dt, param_dtype=pdt, name="qkv")(h)
             q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         else:
             q = nn.DenseGeneral((heads, c // heads), dtype=dt, param_dtype=pdt, name="q")(h)
         mask = None
         if use_text:
-            kv = nn.DenseGeneral((2, heads, c // heads), dtype=dt, param_dtype=pdt,
-                                 name="text_kv")(text.astype(dt))
+            kv = nn.DenseGeneral((2, heads, c // heads), dtype=dt, param_dtype=pdt, name="text_kv")(
+                text.astype(dt)
+            )
             if self.self_attention:
                 k = jnp.concatenate([k, kv[:, :, 0]], axis=1)
                 v = jnp.concatenate([v, kv[:, :, 1]], axis=1)
@@ -251,8 +260,14 @@ class AttentionBlock(nn.Module):
             else:
                 k, v, mask = kv[:, :, 0], kv[:, :, 1], text_mask
         out = _masked_attention(q, k, v, mask)
-        out = nn.DenseGeneral(c, axis=(-2, -1), dtype=dt, param_dtype=pdt,
-                              kernel_init=nn.initializers.zeros, name="proj_out")(out)
+        out = nn.DenseGeneral(
+            c,
+            axis=(-2, -1),
+            dtype=dt,
+            param_dtype=pdt,
+            kernel_init=nn.initializers.zeros,
+            name="proj_out",
+        )(out)
         return ((x + out.reshape(b, hgt, wid, c)) * self.skip_scale).astype(dt)
 
 
@@ -292,6 +307,7 @@ class TextConditioning(nn.Module):
         )
         kv = nn.DenseGeneral((2, heads, dh), dtype=dt, param_dtype=pdt, name="pool_kv")(keys_in)
         pooled = _masked_attention(q, kv[:, :, 0], kv[:, :, 1], keys_mask)[:, 0]
-        pooled = nn.DenseGeneral(self.dim_pooled, axis=(-2, -1), dtype=dt, param_dtype=pdt,
-                                 name="pool_out")(pooled)
+        pooled = nn.DenseGeneral(
+            self.dim_pooled, axis=(-2, -1), dtype=dt, param_dtype=pdt, name="pool_out"
+        )(pooled)
         return tokens, pooled

@@ -72,9 +72,7 @@ def cosine_log_snr(
       log-SNR with the shape and (float) dtype of ``t``.
     """
     if not log_snr_min < log_snr_max:
-        raise ValueError(
-            f"log_snr_min must be < log_snr_max, got {log_snr_min} and {log_snr_max}"
-        )
+        raise ValueError(f"log_snr_min must be < log_snr_max, got {log_snr_min} and {log_snr_max}")
     t = jnp.asarray(t)
     dtype = t.dtype if jnp.issubdtype(t.dtype, jnp.floating) else jnp.float32
     b = math.atan(math.exp(-0.5 * log_snr_max))

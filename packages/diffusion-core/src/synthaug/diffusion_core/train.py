@@ -83,9 +83,9 @@ def freeze_labels(params: Any, patterns: Iterable[str]) -> Any:
     """Label each parameter ``"frozen"`` (its path matches a regex) or ``"trainable"``."""
     regexes = [re.compile(p) for p in patterns]
     return jax.tree_util.tree_map_with_path(
-        lambda path, _: "frozen"
-        if any(r.search(param_path(path)) for r in regexes)
-        else "trainable",
+        lambda path, _: (
+            "frozen" if any(r.search(param_path(path)) for r in regexes) else "trainable"
+        ),
         params,
     )
 
@@ -116,13 +116,15 @@ def make_optimizer(config) -> optax.GradientTransformation:
     name = opt.name
     if name == "adam":
         if opt.weight_decay:
-            base = optax.adamw(lr, b1=opt.b1, b2=opt.b2, eps=opt.eps,
-                               weight_decay=opt.weight_decay)
+            base = optax.adamw(lr, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=opt.weight_decay)
         else:
             base = optax.adam(lr, b1=opt.b1, b2=opt.b2, eps=opt.eps)
     elif name == "adafactor":
-        base = optax.adafactor(learning_rate=lr, multiply_by_parameter_scale=False,
-                               weight_decay_rate=opt.weight_decay or None)
+        base = optax.adafactor(
+            learning_rate=lr,
+            multiply_by_parameter_scale=False,
+            weight_decay_rate=opt.weight_decay or None,
+        )
     else:
         raise ValueError(f"optimizer.name must be 'adam' or 'adafactor', got {name!r}")
     parts = []
@@ -148,8 +150,9 @@ def ema_update(ema_params: Any, params: Any, *, decay: float, frozen: Any = None
 
     if frozen is None:
         return jax.tree.map(upd, ema_params, params)
-    return jax.tree.map(lambda e, p, lab: e if lab == "frozen" else upd(e, p),
-                        ema_params, params, frozen)
+    return jax.tree.map(
+        lambda e, p, lab: e if lab == "frozen" else upd(e, p), ema_params, params, frozen
+    )
 
 
 def _init_inputs(model, config, batch: Batch):
@@ -162,8 +165,7 @@ def _init_inputs(model, config, batch: Batch):
     if is_super_resolution(config):
         if "lowres" not in batch:
             raise KeyError("batch['lowres']: a super-resolution model needs the low-res image")
-        kw["lowres"] = upsample_lowres(jnp.asarray(batch["lowres"], jnp.float32),
-                                       size=x.shape[1:3])
+        kw["lowres"] = upsample_lowres(jnp.asarray(batch["lowres"], jnp.float32), size=x.shape[1:3])
         kw["aug_level"] = jnp.zeros((b,), jnp.float32)
     return (x, t, text_emb, text_mask), kw
 
@@ -229,32 +231,51 @@ def make_train_step(model, config, *, donate: bool = False) -> Callable:
     freeze = tuple(config.train.get("freeze", ()) or ())
 
     def apply_fn(params, x, t, text_emb, text_mask, *, lowres, aug_level, rng):
-        return model.apply({"params": params}, x, t, text_emb, text_mask, lowres=lowres,
-                           aug_level=aug_level, train=True, rngs={"dropout": rng})
+        return model.apply(
+            {"params": params},
+            x,
+            t,
+            text_emb,
+            text_mask,
+            lowres=lowres,
+            aug_level=aug_level,
+            train=True,
+            rngs={"dropout": rng},
+        )
 
     def loss_fn(params, batch, rng):
         return diffusion_loss(
-            apply_fn, params, batch, rng=rng, log_snr_fn=log_snr_fn,
-            prediction_type=d.prediction_type, p_uncond=float(d.p_uncond), is_sr=is_sr,
-            aug_log_snr_fn=aug_fn, aug_level_range=(float(d.aug_level_min),
-                                                    float(d.aug_level_max)),
+            apply_fn,
+            params,
+            batch,
+            rng=rng,
+            log_snr_fn=log_snr_fn,
+            prediction_type=d.prediction_type,
+            p_uncond=float(d.p_uncond),
+            is_sr=is_sr,
+            aug_log_snr_fn=aug_fn,
+            aug_level_range=(float(d.aug_level_min), float(d.aug_level_max)),
             resize_method=d.resize_method,
         )
 
     def step_fn(state: TrainState, batch: Batch, rng: jax.Array):
         (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
-        grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g.astype(jnp.float32)))
-                                 for g in jax.tree.leaves(grads)))
+        grad_norm = jnp.sqrt(
+            sum(jnp.sum(jnp.square(g.astype(jnp.float32))) for g in jax.tree.leaves(grads))
+        )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         frozen = freeze_labels(params, freeze) if freeze else None
         ema = ema_update(state.ema_params, params, decay=decay, frozen=frozen)
-        new = TrainState(step=state.step + 1, params=params, ema_params=ema,
-                         opt_state=opt_state)
+        new = TrainState(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
-        metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": lr_fn(state.step),
-                   "finite": finite}
+        metrics = {
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "learning_rate": lr_fn(state.step),
+            "finite": finite,
+        }
         return new, metrics
 
     return jax.jit(step_fn, donate_argnums=(0,) if donate else ())
@@ -330,8 +351,9 @@ def train(
     init_key, train_key = jax.random.split(jax.random.key(seed))
 
     batch_at, first = _batches(data)
-    state = init_state if init_state is not None else create_train_state(
-        init_key, model, config, first)
+    state = (
+        init_state if init_state is not None else create_train_state(init_key, model, config, first)
+    )
     ckpt = None
     if checkpoint_dir is not None:
         ckpt = Checkpointer(checkpoint_dir, save_every=save_every, keep=keep)
@@ -347,8 +369,7 @@ def train(
             batch = batch_at(step)
             state, metrics = step_fn(state, batch, jax.random.fold_in(train_key, step))
             if not bool(metrics["finite"]):
-                raise NonFiniteLossError(step, float(metrics["loss"]),
-                                         float(metrics["grad_norm"]))
+                raise NonFiniteLossError(step, float(metrics["loss"]), float(metrics["grad_norm"]))
             done = step + 1
             if ckpt is not None and (done % save_every == 0 or done == num_steps):
                 ckpt.save(done, state)

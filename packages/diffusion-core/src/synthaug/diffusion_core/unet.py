@@ -75,45 +75,83 @@ class UNet(nn.Module):
         train: bool = False,
     ) -> Array:
         check_unet_inputs(
-            x, time, text_emb, text_mask, lowres=lowres, aug_level=aug_level,
-            in_channels=self.in_channels, text_dim=self.text_dim,
-            lowres_channels=self.lowres_channels, image_size=self.image_size,
+            x,
+            time,
+            text_emb,
+            text_mask,
+            lowres=lowres,
+            aug_level=aug_level,
+            in_channels=self.in_channels,
+            text_dim=self.text_dim,
+            lowres_channels=self.lowres_channels,
+            image_size=self.image_size,
         )
         dt, pdt = self.dtype, self.param_dtype
         mc = self.model_channels
         emb_dim = 4 * mc
-        emb = TimestepEmbedding(emb_dim, freq_dim=mc, scale=self.time_scale, dtype=dt,
-                                param_dtype=pdt, name="time_embed")(time)
+        emb = TimestepEmbedding(
+            emb_dim,
+            freq_dim=mc,
+            scale=self.time_scale,
+            dtype=dt,
+            param_dtype=pdt,
+            name="time_embed",
+        )(time)
         text = None
         if self.text_dim is not None:
             text, pooled = TextConditioning(
-                self.text_token_dim or emb_dim, emb_dim, self.text_pool_heads, dt, pdt,
+                self.text_token_dim or emb_dim,
+                emb_dim,
+                self.text_pool_heads,
+                dt,
+                pdt,
                 name="text",
             )(text_emb, text_mask)
             emb = emb + pooled
         if self.lowres_channels:
-            emb = emb + TimestepEmbedding(emb_dim, freq_dim=mc, scale=self.time_scale, dtype=dt,
-                                          param_dtype=pdt, name="aug_embed")(aug_level)
+            emb = emb + TimestepEmbedding(
+                emb_dim,
+                freq_dim=mc,
+                scale=self.time_scale,
+                dtype=dt,
+                param_dtype=pdt,
+                name="aug_embed",
+            )(aug_level)
             x = jnp.concatenate([x, lowres.astype(x.dtype)], axis=-1)
 
         res_cls = nn.remat(ResBlock) if self.remat else ResBlock
 
         def res(out, **kw):
-            return res_cls(out, use_scale_shift_norm=self.use_scale_shift_norm,
-                           dropout=self.dropout, deterministic=not train,
-                           num_groups=self.num_groups, dtype=dt, param_dtype=pdt, **kw)
+            return res_cls(
+                out,
+                use_scale_shift_norm=self.use_scale_shift_norm,
+                dropout=self.dropout,
+                deterministic=not train,
+                num_groups=self.num_groups,
+                dtype=dt,
+                param_dtype=pdt,
+                **kw,
+            )
 
         def attn(h, resolution, name):
             use_self = resolution in self.attention_resolutions
             use_text = text is not None and resolution in self.cross_attention_resolutions
             if not (use_self or use_text):
                 return h
-            return AttentionBlock(self.num_heads, self.num_head_channels, use_text=use_text,
-                                  self_attention=True, num_groups=self.num_groups, dtype=dt,
-                                  param_dtype=pdt, name=name)(h, text, text_mask)
+            return AttentionBlock(
+                self.num_heads,
+                self.num_head_channels,
+                use_text=use_text,
+                self_attention=True,
+                num_groups=self.num_groups,
+                dtype=dt,
+                param_dtype=pdt,
+                name=name,
+            )(h, text, text_mask)
 
-        h = nn.Conv(mc * self.channel_mult[0], (3, 3), dtype=dt, param_dtype=pdt,
-                    name="conv_in")(x.astype(dt))
+        h = nn.Conv(mc * self.channel_mult[0], (3, 3), dtype=dt, param_dtype=pdt, name="conv_in")(
+            x.astype(dt)
+        )
         skips = [h]
         resolution = self.image_size
         for level, mult in enumerate(self.channel_mult):
@@ -125,16 +163,23 @@ class UNet(nn.Module):
                 if self.resblock_updown:
                     h = res(mult * mc, down=True, name=f"down_{level}_downsample")(h, emb)
                 else:
-                    h = Downsample(mult * mc, dtype=dt, param_dtype=pdt,
-                                   name=f"down_{level}_downsample")(h)
+                    h = Downsample(
+                        mult * mc, dtype=dt, param_dtype=pdt, name=f"down_{level}_downsample"
+                    )(h)
                 resolution //= 2
                 skips.append(h)
 
         ch = self.channel_mult[-1] * mc
         h = res(ch, name="mid_res_0")(h, emb)
-        h = AttentionBlock(self.num_heads, self.num_head_channels, use_text=text is not None,
-                           num_groups=self.num_groups, dtype=dt, param_dtype=pdt,
-                           name="mid_attn")(h, text, text_mask)
+        h = AttentionBlock(
+            self.num_heads,
+            self.num_head_channels,
+            use_text=text is not None,
+            num_groups=self.num_groups,
+            dtype=dt,
+            param_dtype=pdt,
+            name="mid_attn",
+        )(h, text, text_mask)
         h = res(ch, name="mid_res_1")(h, emb)
 
         for level, mult in reversed(list(enumerate(self.channel_mult))):
@@ -146,11 +191,18 @@ class UNet(nn.Module):
                 if self.resblock_updown:
                     h = res(mult * mc, up=True, name=f"up_{level}_upsample")(h, emb)
                 else:
-                    h = Upsample(mult * mc, dtype=dt, param_dtype=pdt,
-                                 name=f"up_{level}_upsample")(h)
+                    h = Upsample(mult * mc, dtype=dt, param_dtype=pdt, name=f"up_{level}_upsample")(
+                        h
+                    )
                 resolution *= 2
 
         h = nn.silu(GroupNorm(self.num_groups, dt, pdt, name="norm_out")(h))
-        out = nn.Conv(self.out_channels, (3, 3), dtype=dt, param_dtype=pdt,
-                      kernel_init=nn.initializers.zeros, name="conv_out")(h)
+        out = nn.Conv(
+            self.out_channels,
+            (3, 3),
+            dtype=dt,
+            param_dtype=pdt,
+            kernel_init=nn.initializers.zeros,
+            name="conv_out",
+        )(h)
         return out.astype(jnp.float32)
