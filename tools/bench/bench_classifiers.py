@@ -66,7 +66,7 @@ def _torch_step(batch: int, size: int):
 
 def run(quick: bool) -> list[Result]:
     batch, size = (8, 224) if quick else (32, 224)
-    warmup = 1 if quick else 2
+    warmup = 1  # the first call compiles; CPU steps at 224x224 take seconds each
     jax_fn = _jax_step(batch, size)
     t_jax = measure(jax_fn, warmup=warmup, runs=5)
     del jax_fn

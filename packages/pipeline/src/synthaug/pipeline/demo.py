@@ -156,6 +156,22 @@ def _grids(out: pathlib.Path, images: np.ndarray, labels: np.ndarray, names, per
     return paths
 
 
+def _fast_compile() -> None:
+    """XLA backend optimisation level 0, if the JAX backend is not started yet."""
+    flag = "--xla_backend_optimization_level=0"
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_backend_optimization_level" in flags:
+        return
+    import jax
+
+    try:
+        started = bool(jax._src.xla_bridge._backends)  # noqa: SLF001
+    except AttributeError:
+        started = True
+    if not started:
+        os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()
+
+
 def run_demo(cfg, *, progress: bool = True) -> dict[str, Any]:
     """Run the demo a validated ``demo`` config describes; returns the metrics summary."""
 
@@ -170,6 +186,8 @@ def run_demo(cfg, *, progress: bool = True) -> dict[str, Any]:
     from synthaug.pipeline.text import class_embeddings
 
     t_start, c_start = time.perf_counter(), time.process_time()
+    if cfg.fast_compile:
+        _fast_compile()
     out = pathlib.Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = ml_collections.ConfigDict(cfg.to_dict())

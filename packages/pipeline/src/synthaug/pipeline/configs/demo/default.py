@@ -27,33 +27,25 @@ def get_config(variant=None):
     c.out = "demo_out"
     c.text = dict(encoder="tiny", checkpoint="", tokenizer="", max_length=8, seed=0, cache="")
     if variant == "full":
-        c.real_per_class = 20
-        c.base = dict(preset="tiny_base", steps=1500, batch_size=32, learning_rate=2e-3)
-        c.sr = dict(preset="tiny_sr", steps=800, batch_size=32, learning_rate=2e-3)
-        c.sample = dict(
-            per_class=40,
-            shard_size=100,
-            batch_size=100,
-            base_steps=100,
-            sr_steps=50,
-            sweep_guidance=(1.0, 1.25, 2.0, 5.0),
-            sweep_per_class=20,
-        )
-        c.classifier = dict(name="resnet_tiny", epochs=15, batch_size=64, learning_rate=0.05)
-    else:
+        c.fast_compile = False
         c.real_per_class = 10
-        c.base = dict(preset="tiny_base", steps=150, batch_size=16, learning_rate=2e-3)
-        c.sr = dict(preset="tiny_sr", steps=80, batch_size=16, learning_rate=2e-3)
+        c.base = dict(preset="tiny_base", steps=600, batch_size=32, learning_rate=2e-3)
+        c.sr = dict(preset="tiny_sr", steps=300, batch_size=16, learning_rate=2e-3)
         c.sample = dict(
-            per_class=8,
-            shard_size=20,
-            batch_size=40,
-            base_steps=20,
-            sr_steps=10,
-            sweep_guidance=(1.0, 2.0, 5.0),
-            sweep_per_class=4,
+            per_class=20, shard_size=50, batch_size=50, base_steps=50, sr_steps=25,
+            sweep_guidance=(1.0, 1.25, 3.0), sweep_per_class=20,
         )
-        c.classifier = dict(name="resnet_tiny", epochs=3, batch_size=32, learning_rate=0.05)
+        c.classifier = dict(name="resnet_tiny", epochs=10, batch_size=32, learning_rate=0.05)
+    else:
+        c.fast_compile = True
+        c.real_per_class = 10
+        c.base = dict(preset="tiny_base", steps=100, batch_size=16, learning_rate=2e-3)
+        c.sr = dict(preset="tiny_sr", steps=50, batch_size=16, learning_rate=2e-3)
+        c.sample = dict(
+            per_class=6, shard_size=20, batch_size=20, base_steps=20, sr_steps=10,
+            sweep_guidance=(1.0, 1.25, 3.0), sweep_per_class=6,
+        )
+        c.classifier = dict(name="resnet_tiny", epochs=3, batch_size=16, learning_rate=0.05)
     c.sample.base_guidance = 1.25
     c.sample.base_log_var_mix = 0.0
     c.sample.sr_guidance = 1.0
