@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+# The four cases of the issue run as real subprocesses; the others in-process (same code path,
+# without paying a TensorFlow import per case).
+SUBPROCESS = {
+    "unknown config key",
+    "missing checkpoint",
+    "missing data directory",
+    "unknown class name",
+}
+
 CASES = {
     "unknown config key": (
         [
@@ -87,14 +96,28 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+def _check(code: int, stderr: str, needle: str, tmp_path) -> None:
+    assert code == 2, (code, stderr[-2000:])
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("synthaug: error:")
+    assert needle in lines[0]
+    assert list(tmp_path.iterdir()) == [], "a failed command left output behind"
+
+
+@pytest.mark.parametrize("case", sorted(SUBPROCESS))
 def test_bad_input_is_one_line_and_exit_2(cli, tmp_path, case):
     argv, needle = CASES[case]
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     proc = cli.run(*argv, cwd=tmp_path, timeout=300)
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("synthaug: error:")
-    assert needle in lines[0]
-    assert list(tmp_path.iterdir()) == [], "a failed command left output behind"
+    _check(proc.returncode, proc.stderr, needle, tmp_path)
+
+
+@pytest.mark.parametrize("case", sorted(set(CASES) - SUBPROCESS))
+def test_bad_input_in_process(capsys, monkeypatch, tmp_path, case):
+    from synthaug.pipeline.cli import main
+
+    argv, needle = CASES[case]
+    monkeypatch.chdir(tmp_path)
+    code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    _check(code, capsys.readouterr().err, needle, tmp_path)
