@@ -1,6 +1,8 @@
 """Test setup: 4 simulated CPU devices, quick XLA compiles, a per-session compilation cache."""
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
@@ -11,7 +13,10 @@ os.environ.setdefault(
 )
 # Identical computations compiled again (new jit objects, the resume subprocess) load the
 # executable from this cache instead of recompiling.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="dc_jax_cache_"))
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _cache_dir = tempfile.mkdtemp(prefix="dc_jax_cache_")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache_dir
+    atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 

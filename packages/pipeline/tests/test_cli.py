@@ -72,3 +72,25 @@ def test_console_script_entry_point(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert "nokey" in proc.stderr
+
+
+def test_report_subcommand_tables_finished_stages(capsys, tmp_path):
+    from synthaug.pipeline.io import write_json
+
+    write_json(
+        tmp_path / "run1" / "metrics.json",
+        {"train_classifier": {"mode": "mixed", "top1": 0.75, "paper": {"top1": 78.17}}},
+    )
+    out = tmp_path / "r" / "report.md"
+    code, _, err = _run(
+        capsys, "report", str(tmp_path / "run1"), "--out", str(out), "--config.title=Runs"
+    )
+    assert code == 0, err
+    text = out.read_text()
+    assert text.startswith("# Runs\n")
+    assert "| top1 | 0.75 |" in text and "Paper: top1 78.17" in text
+    code, _, err = _run(
+        capsys, "report", str(tmp_path / "missing"), "--out", str(tmp_path / "x.md")
+    )
+    assert code == 2 and "metrics summary not found" in err
+    assert not (tmp_path / "x.md").exists()

@@ -32,8 +32,13 @@ def get_config(variant=None):
         c.base = dict(preset="tiny_base", steps=600, batch_size=32, learning_rate=2e-3)
         c.sr = dict(preset="tiny_sr", steps=300, batch_size=16, learning_rate=2e-3)
         c.sample = dict(
-            per_class=20, shard_size=50, batch_size=50, base_steps=50, sr_steps=25,
-            sweep_guidance=(1.0, 1.25, 3.0), sweep_per_class=20,
+            per_class=20,
+            shard_size=50,
+            batch_size=50,
+            base_steps=50,
+            sr_steps=25,
+            sweep_guidance=(1.0, 1.25, 3.0),
+            sweep_per_class=20,
         )
         c.classifier = dict(name="resnet_tiny", epochs=10, batch_size=32, learning_rate=0.05)
     else:
@@ -42,8 +47,13 @@ def get_config(variant=None):
         c.base = dict(preset="tiny_base", steps=100, batch_size=16, learning_rate=2e-3)
         c.sr = dict(preset="tiny_sr", steps=50, batch_size=16, learning_rate=2e-3)
         c.sample = dict(
-            per_class=6, shard_size=20, batch_size=20, base_steps=20, sr_steps=10,
-            sweep_guidance=(1.0, 1.25, 3.0), sweep_per_class=6,
+            per_class=6,
+            shard_size=20,
+            batch_size=20,
+            base_steps=20,
+            sr_steps=10,
+            sweep_guidance=(1.0, 1.25, 3.0),
+            sweep_per_class=6,
         )
         c.classifier = dict(name="resnet_tiny", epochs=3, batch_size=16, learning_rate=0.05)
     c.sample.base_guidance = 1.25
