@@ -14,7 +14,6 @@ range of the examples and writes it to ``out_dir/host-PPPPP-of-NNNNN/``.
 
 from __future__ import annotations
 
-import json
 import pathlib
 import time
 from typing import Any
@@ -244,8 +243,3 @@ def sample(
         w.summary(sample=summary)
         w.close()
     return summary
-
-
-def read_plan(out_dir: str | pathlib.Path) -> dict[str, Any]:
-    """The manifest of a finished ``sample`` output directory (one host)."""
-    return json.loads((pathlib.Path(out_dir) / "manifest.json").read_text())
