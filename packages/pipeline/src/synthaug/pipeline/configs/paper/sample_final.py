@@ -26,6 +26,8 @@ noise-conditioning augmentation at sampling time. Paper result: FID 1.76 (train)
 
 import ml_collections
 
+from synthaug.pipeline.configs.paper._sampling import FINAL_BASE, FINAL_SR256, FINAL_SR1024, TEXT
+
 _MULTIPLES = {"1x": 1, "2x": 2, "3x": 3, "4x": 4, "9x": 9}
 
 
@@ -43,40 +45,10 @@ def get_config(variant=None):
     c.per_class = 50 if variant == "64" else 1200 * _MULTIPLES.get(variant, 1)
     c.shard_size = 1000
     c.batch_size = 64
-    c.text = dict(encoder="xxl", checkpoint="", tokenizer="", max_length=128, cache="")
-    c.base = dict(
-        enabled=True,
-        preset="imagen_base_64",
-        checkpoint="",
-        sampler="ddpm",
-        steps=1000,
-        guidance=1.25,
-        log_var_mix=0.0,
-        aug_level=0.0,
-        threshold_percentile=99.5,
-    )
-    c.sr1 = dict(
-        enabled=variant != "64",
-        preset="imagen_sr_256",
-        checkpoint="",
-        sampler="ddpm",
-        steps=1000,
-        guidance=1.0,
-        log_var_mix=0.1,
-        aug_level=0.0,
-        threshold_percentile=99.5,
-    )
-    c.sr2 = dict(
-        enabled=variant == "1024",
-        preset="imagen_sr_1024",
-        checkpoint="",
-        sampler="ddim",
-        steps=32,
-        guidance=1.0,
-        log_var_mix=0.0,
-        aug_level=0.0,
-        threshold_percentile=99.5,
-    )
+    c.text = dict(TEXT)
+    c.base = dict(FINAL_BASE)
+    c.sr1 = dict(FINAL_SR256, enabled=variant != "64")
+    c.sr2 = dict(FINAL_SR1024, enabled=variant == "1024")
     c.hardware = "TPU-v4 pod slice, 64 chips, batch 64 per host step"
     if variant == "64":
         c.paper = dict(fid=1.21, inception_score=85.77, note="64x64 FID 1.21 train / 2.51 val")

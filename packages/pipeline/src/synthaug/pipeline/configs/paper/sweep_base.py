@@ -20,6 +20,8 @@ w = 1.25 is ≈33 / ≈57 (top-1 / top-5, read from a plot).
 
 import ml_collections
 
+from synthaug.pipeline.configs.paper._sampling import FINAL_BASE, FINAL_SR256, TEXT
+
 GUIDANCE = (1.0, 1.25, 1.5, 1.75, 2.0, 5.0)
 LOG_VAR = (0.0, 0.2, 0.3, 0.4, 1.0)
 STEPS = (128, 500, 1000)
@@ -45,29 +47,9 @@ def get_config(variant=None):
     c.per_class = 10
     c.shard_size = 1000
     c.batch_size = 64
-    c.text = dict(encoder="xxl", checkpoint="", tokenizer="", max_length=128, cache="")
-    c.base = dict(
-        enabled=True,
-        preset="imagen_base_64",
-        checkpoint="",
-        sampler="ddpm",
-        steps=s,
-        guidance=w,
-        log_var_mix=v,
-        aug_level=0.0,
-        threshold_percentile=99.5,
-    )
-    c.sr1 = dict(
-        enabled=True,
-        preset="imagen_sr_256",
-        checkpoint="",
-        sampler="ddpm",
-        steps=1000,
-        guidance=1.0,
-        log_var_mix=0.1,
-        aug_level=0.0,
-        threshold_percentile=99.5,
-    )
+    c.text = dict(TEXT)
+    c.base = dict(FINAL_BASE, steps=s, guidance=w, log_var_mix=v)
+    c.sr1 = dict(FINAL_SR256)
     c.sr2 = dict(enabled=False)
     c.hardware = "TPU-v4 slice, 64 chips; 10K samples per grid point"
     c.paper = dict(fid=1.21, note="best point w=1.25 v=0.0 1000 steps: 64x64 FID 1.21 (train)")

@@ -18,6 +18,8 @@ at 256×256.
 
 import ml_collections
 
+from synthaug.pipeline.configs.paper._sampling import FINAL_BASE, FINAL_SR256, TEXT
+
 GUIDANCE = (1.0, 2.0, 5.0, 10.0, 30.0)
 LOG_VAR = (0.1, 0.3)
 AUG = (0.0, 0.1, 0.2, 0.3, 0.4)
@@ -40,29 +42,9 @@ def get_config(variant=None):
     c.out_dir = f"runs/sweep_sr/{variant}/shards"
     c.dataset = "imagenet"
     c.per_class = 10
-    c.text = dict(encoder="xxl", checkpoint="", tokenizer="", max_length=128, cache="")
-    c.base = dict(
-        enabled=True,
-        preset="imagen_base_64",
-        checkpoint="",
-        sampler="ddpm",
-        steps=1000,
-        guidance=1.25,
-        log_var_mix=0.0,
-        aug_level=0.0,
-        threshold_percentile=99.5,
-    )
-    c.sr1 = dict(
-        enabled=True,
-        preset="imagen_sr_256",
-        checkpoint="",
-        sampler="ddpm",
-        steps=1000,
-        guidance=w,
-        log_var_mix=v,
-        aug_level=a,
-        threshold_percentile=99.5,
-    )
+    c.text = dict(TEXT)
+    c.base = dict(FINAL_BASE)
+    c.sr1 = dict(FINAL_SR256, guidance=w, log_var_mix=v, aug_level=a)
     c.sr2 = dict(enabled=False)
     c.hardware = "TPU-v4 slice, 64 chips; 10K samples per grid point"
     c.paper = dict(fid=1.76, inception_score=239.18, note="final point: FID 1.76 / 2.81 (val)")
