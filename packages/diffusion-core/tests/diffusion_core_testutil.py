@@ -1,7 +1,5 @@
 """Helpers shared by the diffusion-core tests."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,26 +32,22 @@ def make_batch(config, batch_size: int, seed: int = 0, text_len: int = 6) -> dic
 
 
 def randomize(params, seed: int = 0, scale: float = 0.2):
-    """Perturb every parameter randomly (zero-initialised layers made non-trivial)."""
-    return _randomize(params, seed, scale)
+    """Perturb every parameter randomly (zero-initialised layers made non-trivial).
 
-
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def _randomize(params, seed, scale):
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(seed), len(leaves))
-    return jax.tree.unflatten(
-        treedef,
-        [
-            p + scale * jax.random.normal(k, p.shape, p.dtype)
-            for p, k in zip(leaves, keys, strict=True)
-        ],
+    Done in NumPy: a jitted version would compile one random-number generator per leaf.
+    """
+    r = np.random.default_rng(seed)
+    return jax.tree.map(
+        lambda p: jnp.asarray(np.asarray(p) + scale * r.standard_normal(p.shape), p.dtype),
+        params,
     )
 
 
 class Setup:
-    def __init__(self, name: str, batch_size: int):
-        self.config = get_preset(name)
+    def __init__(self, name_or_config, batch_size: int):
+        if isinstance(name_or_config, str):
+            name_or_config = get_preset(name_or_config)
+        self.config = name_or_config
         self.model = make_model(self.config)
         self.batch = make_batch(self.config, batch_size)
         self.state = create_train_state(jax.random.key(0), self.model, self.config, self.batch)
@@ -66,13 +60,32 @@ class Setup:
         return self._step
 
 
-def resume_setup():
-    """Model, config and a deterministic ``data(step)`` for the checkpoint/resume tests."""
+def micro_base():
+    """A text-conditioned U-Net with the fewest ops (8x8, one level, one res block): for
+    tests whose subject is the training step's plumbing (sharding), not the network."""
     config = get_preset("tiny_base")
-    config.train.ema_decay = 0.9
+    config.model.image_size = 8
+    config.model.model_channels = 4
+    config.model.channel_mult = (1,)
+    config.model.attention_resolutions = ()
+    config.model.cross_attention_resolutions = ()
+    config.model.num_head_channels = 4
+    config.model.text_dim = 8
+    config.model.text_token_dim = 8
+    config.model.num_groups = 2
+    return config
+
+
+def resume_setup():
+    """Model, config and a deterministic ``data(step)`` for the checkpoint/resume tests.
+
+    The shapes (tiny_base, batch 4, 6 text tokens) are those of the README example, so the
+    compiled training step is shared with it through the persistent compilation cache.
+    """
+    config = get_preset("tiny_base")
     model = make_model(config)
 
     def data(step: int) -> dict:
-        return make_batch(config, 2, seed=1000 + step)
+        return make_batch(config, 4, seed=1000 + step)
 
     return model, config, data

@@ -221,7 +221,7 @@ def test_remat_does_not_change_the_function():
     m2 = make_model(ml_collections.ConfigDict({**base, "remat": True}))
     x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
     t = jnp.array([0.2, 0.7])
-    params = jax.jit(lambda k: randomize(m1.init(k, x, t)["params"]))(jax.random.key(1))
+    params = randomize(jax.jit(m1.init)(jax.random.key(1), x, t)["params"])
 
     def loss(model, p):
         return jnp.sum(model.apply({"params": p}, x, t) ** 2)

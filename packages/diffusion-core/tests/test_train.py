@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from diffusion_core_testutil import Setup, micro_base
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -54,8 +55,8 @@ def test_non_finite_loss_leaves_state_untouched(tiny_base):
     assert _equal(new, s.state)
 
 
-def test_step_on_a_batch_sharded_over_a_mesh(tiny_base):
-    s = tiny_base
+def test_step_on_a_batch_sharded_over_a_mesh():
+    s = Setup(micro_base(), 4)
     assert len(jax.devices()) >= 4
     mesh = Mesh(np.array(jax.devices()[:4]), ("data",))
     batch = jax.device_put(s.batch, NamedSharding(mesh, P("data")))

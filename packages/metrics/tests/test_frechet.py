@@ -3,6 +3,7 @@ import pytest
 import scipy.linalg
 
 from synthaug.metrics import RunningStats, frechet_distance, trace_sqrt_product
+from synthaug.metrics import frechet as frechet_module
 
 
 def _stats(x):
@@ -37,7 +38,7 @@ def test_full_rank_matches_sqrtm_reference():
     assert got == pytest.approx(_exact_from_features(x1, x2), rel=1e-6)
 
 
-@pytest.mark.parametrize("n1,n2", [(20, 30), (10, 10), (5, 200)])
+@pytest.mark.parametrize("n1,n2", [(20, 30), (10, 10), (5, 200), (200, 5), (2, 3)])
 def test_rank_deficient_is_exact(n1, n2):
     rs = np.random.RandomState(n1 + n2)
     d = 64  # n < d: singular covariances, where sqrtm gives complex parts or NaN
@@ -93,3 +94,74 @@ def test_bad_inputs():
         frechet_distance(mu, s, np.zeros(2), np.eye(2))
     with pytest.raises(ValueError, match="vector"):
         frechet_distance(np.zeros((3, 1)), s, mu, s)
+
+
+def _trace_from_features(x1, x2):
+    a = (x1 - x1.mean(axis=0)).T / np.sqrt(len(x1) - 1)
+    b = (x2 - x2.mean(axis=0)).T / np.sqrt(len(x2) - 1)
+    return float(np.linalg.svd(a.T @ b, compute_uv=False).sum())
+
+
+def test_both_factorization_routes_agree_with_reference():
+    rs = np.random.RandomState(3)
+    d = 40
+    x1 = rs.standard_normal((300, d)) * rs.uniform(0.1, 3.0, d)
+    x2 = rs.standard_normal((250, d)) @ rs.standard_normal((d, d)) / np.sqrt(d)
+    s1, s2 = np.cov(x1, rowvar=False), np.cov(x2, rowvar=False)
+    want = _trace_from_features(x1, x2)
+    chol = frechet_module._cholesky_route(np.asfortranarray(s1), np.asfortranarray(s2))
+    pivoted = frechet_module._pivoted_route(np.asfortranarray(s1), np.asfortranarray(s2))
+    assert chol is not None  # full rank: the Cholesky route applies
+    assert chol == pytest.approx(want, rel=1e-10)
+    assert pivoted == pytest.approx(want, rel=1e-10)
+    # The public functions do not modify their inputs.
+    c1, c2 = s1.copy(), s2.copy()
+    assert trace_sqrt_product(s1, s2) == pytest.approx(want, rel=1e-10)
+    frechet_distance(np.zeros(d), s1, np.ones(d), s2)
+    np.testing.assert_array_equal(s1, c1)
+    np.testing.assert_array_equal(s2, c2)
+
+
+def test_singular_sigma1_takes_pivoted_route():
+    rs = np.random.RandomState(4)
+    x1 = rs.standard_normal((12, 30))  # rank 11 < 30
+    s1 = np.asfortranarray(np.cov(x1, rowvar=False))
+    s2 = np.asfortranarray(np.cov(rs.standard_normal((90, 30)), rowvar=False))
+    assert frechet_module._cholesky_route(s1, s2) is None
+
+
+@pytest.mark.parametrize("n1,n2,d", [(100, 150, 256), (300, 80, 256), (257, 400, 256)])
+def test_larger_dimensions_full_and_deficient(n1, n2, d):
+    rs = np.random.RandomState(n1)
+    mix = rs.standard_normal((d, d)) / np.sqrt(d)
+    x1 = rs.standard_normal((n1, d)) @ mix
+    x2 = 0.7 * rs.standard_normal((n2, d)) + 0.2 * rs.standard_normal((n2, d)) @ mix + 0.05
+    m1, s1 = _stats(x1)
+    m2, s2 = _stats(x2)
+    got = frechet_distance(m1, s1, m2, s2)
+    assert got == pytest.approx(_exact_from_features(x1, x2), rel=1e-6)
+    assert trace_sqrt_product(s1, s2) == pytest.approx(_trace_from_features(x1, x2), rel=1e-8)
+
+
+def test_ill_conditioned_full_rank():
+    rs = np.random.RandomState(5)
+    d = 32
+    q, _ = np.linalg.qr(rs.standard_normal((d, d)))
+    s1 = (q * np.logspace(0, -11, d)) @ q.T  # condition number 1e11
+    s1 = 0.5 * (s1 + s1.T)
+    s2 = np.cov(rs.standard_normal((100, d)), rowvar=False)
+    lam = np.linalg.eigvals(s1 @ s2)
+    got = trace_sqrt_product(s1, s2)
+    assert got == pytest.approx(float(np.sum(np.sqrt(np.abs(lam)))), rel=1e-6)
+
+
+def test_blas_threads_setting_gives_same_value():
+    rs = np.random.RandomState(6)
+    x1, x2 = rs.standard_normal((70, 24)), rs.standard_normal((20, 24)) * 2
+    m1, s1 = _stats(x1)
+    m2, s2 = _stats(x2)
+    one = frechet_distance(m1, s1, m2, s2)
+    assert frechet_distance(m1, s1, m2, s2, blas_threads=None) == pytest.approx(one, rel=1e-12)
+    assert frechet_distance(m1, s1, m2, s2, blas_threads=2) == pytest.approx(one, rel=1e-12)
+    with pytest.raises(ValueError, match="blas_threads"):
+        frechet_distance(m1, s1, m2, s2, blas_threads=0)

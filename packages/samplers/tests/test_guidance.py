@@ -7,6 +7,7 @@ import pytest
 
 from synthaug.diffusion_core.schedules import cosine_log_snr, discretize
 from synthaug.samplers import (
+    abs_percentile,
     ddim_sample,
     ddpm_sample,
     dynamic_threshold,
@@ -127,6 +128,57 @@ def test_dynamic_threshold_matches_numpy():
     a = np.asarray(dynamic_threshold(jnp.asarray(x), percentile=99.5))
     b = np.asarray(dynamic_threshold(jnp.asarray(x), percentile=90.0))
     assert np.abs(a - b).max() > 1e-2 and np.abs(b).max() <= 1.0 + 1e-6
+
+
+def test_abs_percentile_matches_numpy_linear_incl_ties_and_small_sizes():
+    rng = np.random.default_rng(0)
+    scales = np.array([0.01, 1.0, 1.0, 300.0, 1.0, 1.0], np.float32)[:, None]
+    for n in (1, 2, 3, 10, 768):
+        x = rng.standard_normal((6, n)).astype(np.float32) * scales
+        x[4:] = np.round(x[4:] * 2) / 2  # rows with many exact duplicates, both signs
+        for q in (99.5, 100.0, 50.0, 37.3, 1e-3):
+            got = np.asarray(abs_percentile(jnp.asarray(x), percentile=q))
+            want = np.percentile(np.abs(x), q, axis=1)
+            np.testing.assert_allclose(got, want, rtol=3e-7, atol=0, err_msg=f"{n=} {q=}")
+
+
+def test_abs_percentile_exact_cases_nan_and_traced_percentile():
+    x = jnp.array([[-4.0, 1.0, 2.0, 3.0, -3.0]])  # |x| sorted: 1 2 3 3 4
+    for q, want in ((0.0 + 1e-9, 1.0), (50.0, 3.0), (62.5, 3.0), (87.5, 3.5), (100.0, 4.0)):
+        np.testing.assert_allclose(abs_percentile(x, percentile=q), [want], rtol=1e-6)
+    y = jnp.array([[0.5, jnp.nan, 2.0], [0.5, 1.0, jnp.inf]])
+    got = np.asarray(abs_percentile(y, percentile=50.0))
+    assert np.isnan(got[0]) and got[1] == 1.0
+    with pytest.raises(ValueError, match="percentile"):
+        abs_percentile(x, percentile=0.0)
+    with pytest.raises(ValueError, match="batch dimension"):
+        abs_percentile(jnp.ones(4))
+    # A traced percentile is accepted (sort-based path) and gives the same values.
+    z = jax.random.normal(jax.random.key(4), (4, 5, 5, 3))
+    traced = jax.jit(lambda z, p: abs_percentile(z, percentile=p))(z, 97.0)
+    want = np.percentile(np.abs(np.asarray(z)).reshape(4, -1), 97.0, axis=1)
+    np.testing.assert_allclose(traced, want, rtol=1e-5)
+    np.testing.assert_allclose(abs_percentile(z, percentile=jnp.float32(97.0)), want, rtol=1e-6)
+
+
+def test_sampler_percentile_is_static_and_must_be_concrete():
+    model_fn = _cond_model()
+    kw = dict(cond=_cond(), num_steps=4, thresholding="dynamic")
+    shape = (B, 4, 4, 2)
+    a = ddim_sample(model_fn, SCHEDULE, shape, jax.random.key(1), threshold_percentile=90, **kw)
+    b = ddim_sample(
+        model_fn, SCHEDULE, shape, jax.random.key(1), threshold_percentile=np.float32(90), **kw
+    )
+    np.testing.assert_array_equal(a, b)
+
+    @jax.jit
+    def traced(p):
+        return ddim_sample(
+            model_fn, SCHEDULE, shape, jax.random.key(1), threshold_percentile=p, **kw
+        )
+
+    with pytest.raises(ValueError, match="threshold_percentile must be a concrete number"):
+        traced(90.0)
 
 
 def test_static_threshold_and_threshold_dispatch():

@@ -12,6 +12,7 @@ from synthaug.classifiers.augment import (
     random_pad_crop,
 )
 from synthaug.classifiers.checkpoint import Checkpointer
+from synthaug.classifiers.conv import KERNEL_GRAD_MODES, conv_general_dilated
 from synthaug.classifiers.models import (
     MODEL_NAMES,
     count_params,
@@ -41,10 +42,12 @@ from synthaug.classifiers.torch_import import (
 )
 from synthaug.classifiers.train import (
     TrainState,
+    clear_step_cache,
     create_train_state,
     epoch_permutation,
     evaluate,
     fit,
+    fit_stream,
     learning_rate_schedule,
     make_eval_step,
     make_feature_fn,
@@ -54,6 +57,7 @@ from synthaug.classifiers.train import (
     num_steps,
     predict_features,
     prepare_images,
+    schedule_hparams,
     shard_batch,
     weight_decay_mask,
 )
@@ -67,6 +71,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "KERNEL_GRAD_MODES",
     "MODEL_NAMES",
     "RANDAUGMENT_OPS",
     "CheckpointFormatError",
@@ -74,6 +79,8 @@ __all__ = [
     "ResNet",
     "TrainState",
     "VisionTransformer",
+    "clear_step_cache",
+    "conv_general_dilated",
     "convert_state_dict",
     "count_params",
     "create_train_state",
@@ -84,6 +91,7 @@ __all__ = [
     "epoch_permutation",
     "evaluate",
     "fit",
+    "fit_stream",
     "get_model",
     "init_shapes",
     "learning_rate_schedule",
@@ -100,6 +108,7 @@ __all__ = [
     "peak_learning_rate",
     "predict_features",
     "prepare_images",
+    "schedule_hparams",
     "rand_augment",
     "random_erasing",
     "random_flip",

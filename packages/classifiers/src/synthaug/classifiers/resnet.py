@@ -19,6 +19,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from synthaug.classifiers.conv import conv_general_dilated
+
 # torchvision BatchNorm2d: eps 1e-5, running-average momentum 0.1 (flax momentum 0.9).
 _BN_EPS = 1e-5
 _BN_MOMENTUM = 0.9
@@ -43,6 +45,7 @@ def _conv(features, kernel, stride=1, *, name, dtype=jnp.float32, use_bias=False
         use_bias=use_bias,
         dtype=dtype,
         kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
+        conv_general_dilated=conv_general_dilated,
         name=name,
     )
 

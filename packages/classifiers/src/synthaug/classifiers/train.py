@@ -11,6 +11,8 @@ once whatever the batch size or device count.
 
 from __future__ import annotations
 
+import collections
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -82,6 +84,56 @@ def steps_per_epoch_of(config: ml_collections.ConfigDict) -> int:
     return int(config.train_examples) // int(config.batch_size)
 
 
+def schedule_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int) -> dict:
+    """The numbers of a recipe's learning-rate schedule, as float32 arrays.
+
+    They are arguments (not constants) of the compiled train step, so one compiled step
+    serves every data-set size, epoch count and peak learning rate.
+
+    Args:
+      config: a recipe config.
+      steps_per_epoch: optimiser steps per epoch.
+
+    Returns:
+      ``{"peak", "warmup", "warmup_div", "decay_start", "decay_len", "min_lr",
+      "boundaries"}``.
+    """
+    peak = peak_learning_rate(config)
+    warmup = int(round(float(config.warmup_epochs) * steps_per_epoch))
+    total = total_steps(config, steps_per_epoch)
+    f32 = np.float32
+    return {
+        "peak": f32(peak),
+        "warmup": f32(warmup),
+        "warmup_div": f32(max(warmup, 1)),
+        "decay_len": f32(max(total - warmup, 1)),
+        "min_lr": f32(float(config.min_lr)),
+        "boundaries": np.asarray(
+            [int(b * steps_per_epoch) for b in config.step_boundaries], np.float32
+        ),
+    }
+
+
+def _schedule_fn(kind: str, hp: dict) -> Callable[[jax.Array], jax.Array]:
+    """``schedule(step)`` from :func:`schedule_hparams` (concrete or traced values)."""
+
+    def schedule(step):
+        step = jnp.asarray(step, jnp.float32)
+        peak = hp["peak"]
+        warm = peak * step / hp["warmup_div"]
+        if kind == "cosine":
+            progress = jnp.clip((step - hp["warmup"]) / hp["decay_len"], 0.0, 1.0)
+            min_lr = hp["min_lr"]
+            after = min_lr + (peak - min_lr) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+        elif kind == "step":
+            after = peak * 0.1 ** jnp.sum(step >= hp["boundaries"])
+        else:
+            after = jnp.asarray(peak, jnp.float32)
+        return jnp.where(step < hp["warmup"], warm, after)
+
+    return schedule
+
+
 def learning_rate_schedule(
     config: ml_collections.ConfigDict, steps_per_epoch: int
 ) -> Callable[[jax.Array], jax.Array]:
@@ -95,26 +147,8 @@ def learning_rate_schedule(
     Returns:
       ``schedule(step) -> lr``.
     """
-    peak = peak_learning_rate(config)
-    warmup = int(round(float(config.warmup_epochs) * steps_per_epoch))
-    total = total_steps(config, steps_per_epoch)
-    min_lr = float(config.min_lr)
-    kind = config.schedule
-    boundaries = jnp.asarray([int(b * steps_per_epoch) for b in config.step_boundaries])
-
-    def schedule(step):
-        step = jnp.asarray(step, jnp.float32)
-        warm = peak * step / max(warmup, 1)
-        if kind == "cosine":
-            progress = jnp.clip((step - warmup) / max(total - warmup, 1), 0.0, 1.0)
-            after = min_lr + (peak - min_lr) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
-        elif kind == "step":
-            after = peak * 0.1 ** jnp.sum(step >= boundaries)
-        else:
-            after = jnp.asarray(peak, jnp.float32)
-        return jnp.where(step < warmup, warm, after)
-
-    return schedule
+    hp = {k: jnp.asarray(v) for k, v in schedule_hparams(config, steps_per_epoch).items()}
+    return _schedule_fn(config.schedule, hp)
 
 
 def weight_decay_mask(params: Any) -> Any:
@@ -142,6 +176,12 @@ def make_optimizer(
     """
     validate_config(config)
     schedule = learning_rate_schedule(config, steps_per_epoch)
+    return _optimizer(config, schedule), schedule
+
+
+def _optimizer(
+    config: ml_collections.ConfigDict, schedule: Callable
+) -> optax.GradientTransformation:
     parts = []
     if config.grad_clip_norm and config.grad_clip_norm > 0:
         parts.append(optax.clip_by_global_norm(float(config.grad_clip_norm)))
@@ -162,7 +202,67 @@ def make_optimizer(
                 mask=weight_decay_mask,
             )
         )
-    return optax.chain(*parts), schedule
+    return optax.chain(*parts)
+
+
+# Recipe keys that do not change the compiled steps: the schedule's numbers are arguments of
+# the train step (see `schedule_hparams`), the rest is bookkeeping of the training loop.
+_NOT_COMPILED = frozenset(
+    {
+        "train_examples",
+        "epochs",
+        "total_steps",
+        "base_lr",
+        "lr_batch_base",
+        "warmup_epochs",
+        "min_lr",
+        "step_boundaries",
+        "seed",
+        "eval_batch_size",
+        "checkpoint_every_steps",
+        "checkpoint_max_to_keep",
+        "eval_every_epochs",
+        "log_every_steps",
+    }
+)
+_STEP_CACHE: collections.OrderedDict = collections.OrderedDict()
+_STEP_CACHE_SIZE = 32
+
+
+def _compile_key(kind: str, model: nn.Module, config, mesh, *extra) -> tuple:
+    """What a compiled step depends on: the model, the recipe (less `_NOT_COMPILED`), mesh."""
+    cfg = {k: v for k, v in config.to_dict().items() if k not in _NOT_COMPILED}
+    cfg["num_step_boundaries"] = len(config.step_boundaries)
+    return (
+        kind,
+        type(model).__name__,
+        repr(model),
+        json.dumps(cfg, sort_keys=True, default=str),
+        mesh,
+        *extra,
+    )
+
+
+def _cached(key: tuple, build: Callable[[], Callable]) -> Callable:
+    """One jitted function per key, so that repeated fits compile their steps once."""
+    fn = _STEP_CACHE.get(key)
+    if fn is None:
+        fn = build()
+        _STEP_CACHE[key] = fn
+        while len(_STEP_CACHE) > _STEP_CACHE_SIZE:
+            _STEP_CACHE.popitem(last=False)
+    else:
+        _STEP_CACHE.move_to_end(key)
+    return fn
+
+
+def _copy(config) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(config.to_dict())
+
+
+def clear_step_cache() -> None:
+    """Forget the compiled train / eval / feature steps kept for reuse."""
+    _STEP_CACHE.clear()
 
 
 def create_train_state(
@@ -311,11 +411,26 @@ def make_train_step(
       the jitted step; metrics are ``loss``, ``top1`` (against the unmixed labels), ``lr``.
     """
     spe = steps_per_epoch or steps_per_epoch_of(config)
-    tx, schedule = make_optimizer(config, spe)
+    validate_config(config)
+    hp = {k: jnp.asarray(v) for k, v in schedule_hparams(config, spe).items()}
+    core = _cached(
+        _compile_key("train", model, config, mesh, bool(donate)),
+        lambda: _build_train_step(model, _copy(config), mesh, donate),
+    )
+
+    def step(state: TrainState, batch: dict):
+        return core(state, batch, hp)
+
+    return step
+
+
+def _build_train_step(model, config, mesh, donate):
     num_classes = int(config.num_classes)
     smoothing = float(config.label_smoothing)
 
-    def train_step(state: TrainState, batch: dict):
+    def train_step(state: TrainState, batch: dict, hp: dict):
+        schedule = _schedule_fn(config.schedule, hp)
+        tx = _optimizer(config, schedule)
         images, labels = batch["images"], batch["labels"]
         chex.assert_rank(images, 4)
         chex.assert_rank(labels, 1)
@@ -373,7 +488,7 @@ def make_train_step(
     repl, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     return jax.jit(
         train_step,
-        in_shardings=(repl, data),
+        in_shardings=(repl, data, repl),
         out_shardings=(repl, repl),
         donate_argnums=donate_argnums,
     )
@@ -397,6 +512,13 @@ def make_eval_step(
     Returns:
       the jitted step; ``state`` is a :class:`TrainState` or a variables dict.
     """
+    return _cached(
+        _compile_key("eval", model, config, mesh),
+        lambda: _build_eval_step(model, _copy(config), mesh),
+    )
+
+
+def _build_eval_step(model, config, mesh):
     k = min(5, int(config.num_classes))
 
     def eval_step(state, batch):
@@ -428,7 +550,13 @@ def make_feature_fn(
     model: nn.Module, config: ml_collections.ConfigDict, mesh: Mesh | None = None
 ) -> Callable[[Any, jax.Array], jax.Array]:
     """A jitted ``features(state, images) -> [B, D]`` (penultimate-layer features)."""
+    return _cached(
+        _compile_key("features", model, config, mesh),
+        lambda: _build_feature_fn(model, _copy(config), mesh),
+    )
 
+
+def _build_feature_fn(model, config, mesh):
     def features(state, images):
         x = prepare_images(images, config, train=False)
         return model.apply(_variables(state), x, train=False, return_features=True)
@@ -652,9 +780,48 @@ def fit(
         )
     model = model_from_config(config)
     spe = steps_per_epoch_of(config)
-    n_steps = total_steps(config, spe)
     k_init, k_data = jax.random.split(rng)
     data_seed = int(jax.random.randint(k_data, (), 0, 2**31 - 1))
+    bs = int(config.batch_size)
+    cache = {"epoch": -1, "perm": None}
+
+    def next_batch(epoch: int, i: int) -> dict:
+        if cache["epoch"] != epoch:
+            cache["perm"] = epoch_permutation(data_seed, epoch, images.shape[0])
+            cache["epoch"] = epoch
+        idx = cache["perm"][i * bs : (i + 1) * bs]
+        return {"images": images[idx], "labels": labels[idx]}
+
+    run_eval = None
+    if eval_images is not None:
+
+        def run_eval(eval_step, state, eval_bs):
+            return _run_eval(eval_step, state, eval_images, eval_labels, eval_bs, mesh)
+
+    return _train_loop(
+        config,
+        model,
+        spe,
+        k_init,
+        next_batch,
+        run_eval,
+        checkpoint_dir=checkpoint_dir,
+        mesh=mesh,
+        log_fn=log_fn,
+        step_fn=step_fn,
+    )
+
+
+def _train_loop(
+    config, model, spe, k_init, next_batch, run_eval, *, checkpoint_dir, mesh, log_fn, step_fn
+):
+    """The loop shared by :func:`fit` and :func:`fit_stream`.
+
+    ``next_batch(epoch, i)`` gives the ``i``-th batch of ``epoch`` (called in order, except
+    that a resumed run starts at its checkpoint's step); ``run_eval(eval_step, state,
+    eval_batch_size)`` evaluates, or is None.
+    """
+    n_steps = total_steps(config, spe)
     state = create_train_state(model, config, k_init, steps_per_epoch=spe, mesh=mesh)
     history: list[dict] = []
     ckpt = None
@@ -665,54 +832,190 @@ def fit(
             history = list(meta.get("history", []))
             logger.info("resumed from %s at step %d", checkpoint_dir, int(state.step))
     train_step = make_train_step(model, config, mesh, steps_per_epoch=spe, donate=True)
-    eval_step = make_eval_step(model, config, mesh) if eval_images is not None else None
+    eval_step = make_eval_step(model, config, mesh) if run_eval is not None else None
     eval_bs = _eval_batch_size(config, None, mesh)
-    bs = int(config.batch_size)
     every = int(config.checkpoint_every_steps)
     eval_every = max(int(config.eval_every_epochs), 1)
 
     step = int(state.step)
     sums = {"loss": 0.0, "top1": 0.0, "n": 0, "lr": 0.0}
-    perm, perm_epoch = None, -1
-    while step < n_steps:
-        epoch, i = divmod(step, spe)
-        if epoch != perm_epoch:
-            perm, perm_epoch = epoch_permutation(data_seed, epoch, images.shape[0]), epoch
-        idx = perm[i * bs : (i + 1) * bs]
-        batch = shard_batch({"images": images[idx], "labels": labels[idx]}, mesh)
-        state, metrics = train_step(state, batch)
-        step += 1
-        m = jax.device_get(metrics)
-        sums["loss"] += float(m["loss"])
-        sums["top1"] += float(m["top1"])
-        sums["lr"] = float(m["lr"])
-        sums["n"] += 1
-        if step_fn is not None:
-            step_fn(step, {k: float(v) for k, v in m.items()})
-        end_of_epoch = step % spe == 0 or step == n_steps
-        if end_of_epoch:
-            record = {
-                "epoch": epoch + 1,
-                "step": step,
-                "train_loss": sums["loss"] / sums["n"],
-                "train_top1": sums["top1"] / sums["n"],
-                "lr": sums["lr"],
-            }
-            sums = {"loss": 0.0, "top1": 0.0, "n": 0, "lr": 0.0}
-            if eval_step is not None and ((epoch + 1) % eval_every == 0 or step == n_steps):
-                ev = _run_eval(eval_step, state, eval_images, eval_labels, eval_bs, mesh)
-                record.update({f"eval_{k}": v for k, v in ev.items()})
-            history.append(record)
-            logger.info("epoch %s", record)
-            if log_fn is not None:
-                log_fn(record)
-        if ckpt is not None and (step % every == 0 or step == n_steps):
-            # A checkpoint taken mid-epoch must not double-count the partial epoch's
-            # metrics on resume: they restart from the next epoch boundary.
-            ckpt.save(step, state, {"history": history})
-    if ckpt is not None:
-        ckpt.close()
+    try:
+        while step < n_steps:
+            epoch, i = divmod(step, spe)
+            batch = shard_batch(next_batch(epoch, i), mesh)
+            state, metrics = train_step(state, batch)
+            step += 1
+            m = jax.device_get(metrics)
+            sums["loss"] += float(m["loss"])
+            sums["top1"] += float(m["top1"])
+            sums["lr"] = float(m["lr"])
+            sums["n"] += 1
+            if step_fn is not None:
+                step_fn(step, {k: float(v) for k, v in m.items()})
+            end_of_epoch = step % spe == 0 or step == n_steps
+            if end_of_epoch:
+                record = {
+                    "epoch": epoch + 1,
+                    "step": step,
+                    "train_loss": sums["loss"] / sums["n"],
+                    "train_top1": sums["top1"] / sums["n"],
+                    "lr": sums["lr"],
+                }
+                sums = {"loss": 0.0, "top1": 0.0, "n": 0, "lr": 0.0}
+                if eval_step is not None and ((epoch + 1) % eval_every == 0 or step == n_steps):
+                    ev = run_eval(eval_step, state, eval_bs)
+                    record.update({f"eval_{k}": v for k, v in ev.items()})
+                history.append(record)
+                logger.info("epoch %s", record)
+                if log_fn is not None:
+                    log_fn(record)
+            if ckpt is not None and (step % every == 0 or step == n_steps):
+                # A checkpoint taken mid-epoch must not double-count the partial epoch's
+                # metrics on resume: they restart from the next epoch boundary.
+                ckpt.save(step, state, {"history": history})
+    finally:
+        if ckpt is not None:
+            ckpt.close()
     return state, history
+
+
+def _check_batch(batch: dict, batch_size: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(batch, dict) or "images" not in batch or "labels" not in batch:
+        raise ValueError(f"{what}: each batch must be a dict with 'images' and 'labels'")
+    images, labels = _check_images(batch["images"], batch["labels"], "batch")
+    if images.shape[0] > batch_size:
+        raise ValueError(
+            f"{what}: a batch holds {images.shape[0]} examples, more than the batch size "
+            f"{batch_size}"
+        )
+    return images, labels
+
+
+def fit_stream(
+    config: ml_collections.ConfigDict,
+    epoch_batches: Callable[[int], Any],
+    *,
+    steps_per_epoch: int,
+    rng: jax.Array,
+    eval_batches: Callable[[], Any] | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    mesh: Mesh | None = None,
+    log_fn: Callable[[dict], None] | None = None,
+    step_fn: Callable[[int, dict], None] | None = None,
+) -> tuple[TrainState, list[dict]]:
+    """Train a classifier on streamed batches (e.g. a tf.data pipeline); resumable.
+
+    Epoch ``e`` trains on the first ``steps_per_epoch`` full batches of
+    ``epoch_batches(e)`` (a partial batch is skipped, so every step has the same shapes and
+    the step compiles once). A run resumed from ``checkpoint_dir`` mid-epoch re-creates that
+    epoch's iterator and skips the batches already taken, so an ``epoch_batches`` that is a
+    function of the epoch (a seeded shuffle per epoch) continues exactly where it stopped.
+
+    Args:
+      config: a recipe config; ``train_examples`` is set to
+        ``steps_per_epoch * batch_size`` (the learning-rate schedule follows it).
+      epoch_batches: ``epoch -> iterable of {"images": uint8 [B, H, W, 3], "labels": [B]}``
+        with ``B = config.batch_size`` (this host's share with several hosts).
+      steps_per_epoch: optimiser steps per epoch.
+      rng: PRNG key.
+      eval_batches: ``() -> iterable`` of eval batches (any size up to the eval batch size;
+        every example counts once), evaluated every ``config.eval_every_epochs`` and at the
+        end.
+      checkpoint_dir: save every ``config.checkpoint_every_steps`` steps and at the end;
+        resume from the latest checkpoint found there.
+      mesh: optional mesh with a ``"data"`` axis.
+      log_fn, step_fn: as for :func:`fit`.
+
+    Returns:
+      ``(state, history)`` as for :func:`fit`.
+
+    Raises:
+      ValueError: an epoch's iterator ends before ``steps_per_epoch`` full batches, or a
+        batch is malformed.
+    """
+    spe = int(steps_per_epoch)
+    if spe < 1:
+        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    config = ml_collections.ConfigDict(config.to_dict())
+    bs = int(config.batch_size)
+    config.train_examples = spe * bs
+    if bs % _data_size(mesh):
+        raise ValueError(
+            f"config.batch_size ({bs}) must be a multiple of the {_data_size(mesh)} devices"
+        )
+    nc = int(config.num_classes)
+    model = model_from_config(config)
+    k_init, _ = jax.random.split(rng)
+    it = {"epoch": -1, "iter": None, "next": 0}
+
+    def full_batches(epoch: int):
+        for b in epoch_batches(epoch):
+            images, labels = _check_batch(b, bs, "epoch_batches")
+            if images.shape[0] < bs:
+                continue
+            if labels.min() < 0 or labels.max() >= nc:
+                raise ValueError(
+                    f"epoch_batches: labels must be in [0, {nc}), got range "
+                    f"[{labels.min()}, {labels.max()}]"
+                )
+            yield {"images": images, "labels": labels}
+
+    def next_batch(epoch: int, i: int) -> dict:
+        if it["epoch"] != epoch or it["next"] > i:
+            it.update(epoch=epoch, iter=iter(full_batches(epoch)), next=0)
+        while True:
+            try:
+                batch = next(it["iter"])
+            except StopIteration:
+                raise ValueError(
+                    f"epoch_batches({epoch}) ended after {it['next']} full batches of "
+                    f"{bs}; steps_per_epoch is {spe}"
+                ) from None
+            it["next"] += 1
+            if it["next"] > i:
+                return batch
+
+    run_eval = None
+    if eval_batches is not None:
+
+        def run_eval(eval_step, state, eval_bs):
+            c1 = c5 = count = 0
+            loss = 0.0
+            for b in eval_batches():
+                images, labels = _check_images(b["images"], b["labels"], "eval")
+                for start in range(0, images.shape[0], eval_bs):
+                    x, y = images[start : start + eval_bs], labels[start : start + eval_bs]
+                    n = x.shape[0]
+                    pad = eval_bs - n
+                    batch = {
+                        "images": np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]),
+                        "labels": np.concatenate([y, np.zeros((pad,), y.dtype)]),
+                        "mask": np.arange(eval_bs) < n,
+                    }
+                    sums = jax.device_get(eval_step(state, shard_batch(batch, mesh)))
+                    c1 += int(sums["correct1"])
+                    c5 += int(sums["correct5"])
+                    count += int(sums["count"])
+                    loss += float(sums["loss"])
+            return {
+                "top1": c1 / max(count, 1),
+                "top5": c5 / max(count, 1),
+                "loss": loss / max(count, 1),
+                "count": count,
+            }
+
+    return _train_loop(
+        config,
+        model,
+        spe,
+        k_init,
+        next_batch,
+        run_eval,
+        checkpoint_dir=checkpoint_dir,
+        mesh=mesh,
+        log_fn=log_fn,
+        step_fn=step_fn,
+    )
 
 
 def num_steps(config: ml_collections.ConfigDict, n_examples: int) -> int:
@@ -722,10 +1025,12 @@ def num_steps(config: ml_collections.ConfigDict, n_examples: int) -> int:
 
 __all__ = [
     "TrainState",
+    "clear_step_cache",
     "create_train_state",
     "epoch_permutation",
     "evaluate",
     "fit",
+    "fit_stream",
     "learning_rate_schedule",
     "make_eval_step",
     "make_feature_fn",
@@ -735,6 +1040,7 @@ __all__ = [
     "num_steps",
     "predict_features",
     "prepare_images",
+    "schedule_hparams",
     "shard_batch",
     "weight_decay_mask",
 ]

@@ -177,15 +177,23 @@ def create_train_state(rng: jax.Array, model, config, sample_batch: Batch) -> Tr
       rng: key for the parameter initialisation.
       model: the Flax module (from :func:`make_model`).
       config: the full config (``optimizer``, ``train`` sections are used).
-      sample_batch: a batch with the shapes of training (only shapes matter; a batch of 1 is
-        enough).
+      sample_batch: a batch with the shapes of training (only the shapes of one example
+        matter; the initialisation runs on the first example).
 
     Returns:
       A :class:`TrainState` at step 0.
     """
     args, kw = _init_inputs(model, config, sample_batch)
-    params = jax.jit(lambda r, a, k: model.init(r, *a, **k)["params"])(rng, args, kw)
+    # The parameters do not depend on the batch size: initialise on one example, so that
+    # one compiled initialisation serves every batch size (and the persistent compilation
+    # cache, when enabled, hits across runs with different batch sizes).
+    args, kw = jax.tree.map(lambda a: a[:1], (args, kw))
+    params = _jit_init(model)(rng, args, kw)
     return state_from_params(params, config)
+
+
+def _jit_init(model):
+    return jax.jit(lambda r, a, k: model.init(r, *a, **k)["params"])
 
 
 def state_from_params(params: Any, config) -> TrainState:

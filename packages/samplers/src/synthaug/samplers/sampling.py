@@ -92,7 +92,8 @@ def ddpm_sample(
       log_var_mix: ``v`` in [0, 1]; 0 is the posterior variance, 1 is ``beta``.
       prediction_type: ``"eps"``, ``"v"`` or ``"x0"``.
       thresholding: ``None``, ``"static"`` (clip ``x0_hat`` to [-1, 1]) or ``"dynamic"``.
-      threshold_percentile: percentile for dynamic thresholding, in (0, 100].
+      threshold_percentile: percentile for dynamic thresholding, in (0, 100]; a concrete
+        number (a static option of the compiled sampler: each value compiles once).
       num_steps: ``None`` (every step), a number of evenly spaced steps, or explicit kept
         step indices; the schedule is respaced with betas rebuilt from ``alpha_bar``.
       noise: optional ``[K + 1, *shape]`` standard normal draws used instead of ``rng``:
@@ -233,6 +234,7 @@ def _sample(
         noise = jnp.asarray(noise, jnp.float32)
         if noise.shape != (num + 1, *shape):
             raise ValueError(f"noise must have shape {(num + 1, *shape)}, got {noise.shape}")
+    percentile = _static_percentile(threshold_percentile) if thresholding == "dynamic" else None
     model = model_fn if isinstance(model_fn, Partial) else Partial(model_fn)
     # Sampling order: noisiest step first.
     steps = type(coefs)(*(jnp.asarray(np.asarray(a)[::-1], jnp.float32) for a in coefs))
@@ -243,17 +245,28 @@ def _sample(
         cond,
         jnp.asarray(guidance_scale, jnp.float32),
         jnp.asarray(param, jnp.float32),
-        jnp.asarray(threshold_percentile, jnp.float32),
         noise,
         kind=kind,
         shape=shape,
         prediction_type=prediction_type,
         thresholding=thresholding,
+        percentile=percentile,
         use_guidance=use_guidance,
         stochastic=stochastic,
         sharding=sharding,
         return_trajectory=return_trajectory,
     )
+
+
+def _static_percentile(percentile) -> float:
+    """The dynamic-thresholding percentile as a Python float (a static compile-time option)."""
+    try:
+        return float(percentile)
+    except (TypeError, jax.errors.ConcretizationTypeError) as err:
+        raise ValueError(
+            "threshold_percentile must be a concrete number (it is a static option of the "
+            f"compiled sampler), got {percentile!r}"
+        ) from err
 
 
 def _constrain(x: Array, sharding: jax.sharding.Sharding) -> Array:
@@ -272,6 +285,7 @@ def _constrain(x: Array, sharding: jax.sharding.Sharding) -> Array:
         "shape",
         "prediction_type",
         "thresholding",
+        "percentile",
         "use_guidance",
         "stochastic",
         "sharding",
@@ -285,13 +299,13 @@ def _sample_jit(
     cond,
     guidance_scale,
     param,
-    percentile,
     noise,
     *,
     kind,
     shape,
     prediction_type,
     thresholding,
+    percentile,
     use_guidance,
     stochastic,
     sharding,
