@@ -59,7 +59,15 @@ def _machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    desc = f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+    try:
+        import jax
+
+        if jax.default_backend() != "cpu":
+            desc += f"; accelerator: {jax.devices()[0].device_kind} ({jax.default_backend()})"
+    except Exception:  # noqa: BLE001 - the description is best effort
+        pass
+    return desc
 
 
 def _atomic_write(path: pathlib.Path, text: str) -> None:

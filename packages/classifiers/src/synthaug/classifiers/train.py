@@ -87,8 +87,8 @@ def steps_per_epoch_of(config: ml_collections.ConfigDict) -> int:
 def schedule_hparams(config: ml_collections.ConfigDict, steps_per_epoch: int) -> dict:
     """The numbers of a recipe's learning-rate schedule, as float32 arrays.
 
-    They are arguments (not constants) of the compiled train step, so one compiled step
-    serves every data-set size, epoch count and peak learning rate.
+    Together with the model and the rest of the recipe they key the cache of compiled train
+    steps: fits with the same recipe and the same schedule numbers compile once.
 
     Args:
       config: a recipe config.
@@ -205,8 +205,8 @@ def _optimizer(
     return optax.chain(*parts)
 
 
-# Recipe keys that do not change the compiled steps: the schedule's numbers are arguments of
-# the train step (see `schedule_hparams`), the rest is bookkeeping of the training loop.
+# Recipe keys that do not change the compiled steps beyond the schedule's numbers (which key
+# the train step separately, see `schedule_hparams`): the rest is loop bookkeeping.
 _NOT_COMPILED = frozenset(
     {
         "train_examples",
@@ -412,25 +412,21 @@ def make_train_step(
     """
     spe = steps_per_epoch or steps_per_epoch_of(config)
     validate_config(config)
-    hp = {k: jnp.asarray(v) for k, v in schedule_hparams(config, spe).items()}
-    core = _cached(
-        _compile_key("train", model, config, mesh, bool(donate)),
-        lambda: _build_train_step(model, _copy(config), mesh, donate),
+    hp = schedule_hparams(config, spe)
+    hp_key = tuple((k, np.asarray(v).tobytes()) for k, v in sorted(hp.items()))
+    return _cached(
+        _compile_key("train", model, config, mesh, bool(donate), hp_key),
+        lambda: _build_train_step(model, _copy(config), mesh, donate, hp),
     )
 
-    def step(state: TrainState, batch: dict):
-        return core(state, batch, hp)
 
-    return step
-
-
-def _build_train_step(model, config, mesh, donate):
+def _build_train_step(model, config, mesh, donate, hp):
     num_classes = int(config.num_classes)
     smoothing = float(config.label_smoothing)
+    schedule = _schedule_fn(config.schedule, hp)
+    tx = _optimizer(config, schedule)
 
-    def train_step(state: TrainState, batch: dict, hp: dict):
-        schedule = _schedule_fn(config.schedule, hp)
-        tx = _optimizer(config, schedule)
+    def train_step(state: TrainState, batch: dict):
         images, labels = batch["images"], batch["labels"]
         chex.assert_rank(images, 4)
         chex.assert_rank(labels, 1)
@@ -488,7 +484,7 @@ def _build_train_step(model, config, mesh, donate):
     repl, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     return jax.jit(
         train_step,
-        in_shardings=(repl, data, repl),
+        in_shardings=(repl, data),
         out_shardings=(repl, repl),
         donate_argnums=donate_argnums,
     )

@@ -289,6 +289,13 @@ def make_train_step(model, config, *, donate: bool = False) -> Callable:
     return jax.jit(step_fn, donate_argnums=(0,) if donate else ())
 
 
+def _commit(tree: Any) -> Any:
+    """Commit every array of a pytree to its current sharding (no data movement)."""
+    return jax.tree.map(
+        lambda a: jax.device_put(a, a.sharding) if isinstance(a, jax.Array) else a, tree
+    )
+
+
 def _batches(data) -> tuple[Callable[[int], Batch], Batch]:
     """(batch_at(step), first batch) from a callable ``data(step)`` or an iterable."""
     if callable(data):
@@ -369,6 +376,10 @@ def train(
         if latest is not None:
             state = ckpt.restore(state, step=latest)
             log.info("resumed from %s at step %d", checkpoint_dir, latest)
+    # A restored state is committed to its devices, a fresh one is not; committing the state
+    # in place (no copy) makes both lower to the same program, so resuming does not recompile
+    # the step (and a persistent compilation cache serves both).
+    state = _commit(state)
     step_fn = make_train_step(model, config, donate=True)
     history: list[dict[str, float]] = []
     start = int(state.step)

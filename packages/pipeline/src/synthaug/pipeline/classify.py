@@ -1,7 +1,12 @@
 """``synthaug train-classifier``: a classifier on real, synthetic-only (CAS) or mixed data.
 
 In-memory data (the digits; small synthetic sets) trains through
-``synthaug.classifiers.fit``. The classifier's recipe config is kept next to its checkpoints
+``synthaug.classifiers.fit``. ImageNet-scale data (``data.real.source`` an ImageNet source,
+or ``data.stream = True``) streams through tf.data pipelines of ``synthaug.imagenet_data``
+into ``synthaug.classifiers.fit_stream``: real images, synthetic shards, or both drawn at
+the configured proportion (``data.synthetic_images`` synthetic per pass next to the real
+set), with Inception crop-and-flip for training and resize + center crop for the per-epoch
+evaluation. The classifier's recipe config is kept next to its checkpoints
 (``classifier.json``), so that ``evaluate`` and the demo can reload it.
 """
 
@@ -26,6 +31,7 @@ __all__ = [
     "load_classifier",
     "read_synthetic_arrays",
     "recipe_config",
+    "stream_datasets",
     "train_classifier",
 ]
 
@@ -170,6 +176,132 @@ def _eval_arrays(cfg):
     return digits_subset(cfg.data.eval_split, int(cfg.model.image_size))
 
 
+def _streaming(cfg) -> bool:
+    if cfg.data.get("stream", False):
+        return True
+    return dataset_of(cfg.data.real.source) != "digits"
+
+
+def _count(ds) -> int:
+    import tensorflow as tf
+
+    n = int(tf.data.experimental.cardinality(ds))
+    if n >= 0:
+        return n
+    return int(ds.reduce(np.int64(0), lambda c, _: c + 1))
+
+
+def _synthetic_dataset(cfg, *, shuffle: bool, seed: int):
+    """``(dataset of (uint8 image, label), examples)`` of the synthetic shards."""
+    from synthaug import imagenet_data as data
+    from synthaug.pipeline.sample import sample_dirs
+
+    require_dir(cfg.data.synthetic_dir, "synthetic data directory (data.synthetic_dir)")
+    dirs = sample_dirs(cfg.data.synthetic_dir)
+    total = sum(int(data.read_manifest(d)["num_examples"]) for d in dirs)
+    ds = None
+    for d in dirs:
+        part = data.read_synthetic(d, shuffle=shuffle, seed=seed)
+        ds = part if ds is None else ds.concatenate(part)
+    limit = int(cfg.data.synthetic_images)
+    if limit:
+        ds, total = ds.take(limit), min(limit, total)
+    if total == 0:
+        raise ConfigError(f"synthetic data directory {cfg.data.synthetic_dir!r} holds no images")
+    return ds, total
+
+
+def stream_datasets(cfg, recipe):
+    """The tf.data pipelines of a streaming train-classifier run.
+
+    Args:
+      cfg: a validated ``train-classifier`` config.
+      recipe: its recipe config (:func:`recipe_config`).
+
+    Returns:
+      ``(epoch_batches, eval_batches, steps_per_epoch, composition)`` for
+      ``synthaug.classifiers.fit_stream``; ``eval_batches`` is None when there is no real
+      eval split; ``composition`` counts the real and synthetic examples per pass.
+    """
+    import tensorflow as tf
+
+    from synthaug import imagenet_data as data
+    from synthaug.pipeline.data import real_dataset
+    from synthaug.tpu_launch import process_count, process_index
+
+    size = int(cfg.model.image_size)
+    bs = int(recipe.batch_size)
+    pc, pi = process_count(), process_index()
+    per_host = bs // max(pc, 1)
+    mode = cfg.data.mode
+    seed = int(cfg.seed)
+    n_real = n_syn = 0
+    if mode in ("real", "mixed"):
+        n_real = _count(real_dataset(cfg.data.real))
+    if mode in ("synthetic", "mixed"):
+        n_syn = _synthetic_dataset(cfg, shuffle=False, seed=seed)[1]
+    total = n_real + n_syn
+    steps = total // bs
+    if steps < 1:
+        raise ConfigError(
+            f"train.batch_size {bs} exceeds the {total} training images of data.mode {mode!r}"
+        )
+
+    def train_prep(i, example):
+        image, label = example[0], example[1]
+        crop_seed = tf.stack([tf.cast(i, tf.int32), tf.constant(seed, tf.int32)])
+        image = data.inception_crop_flip(image, size=size, seed=crop_seed)
+        return {"images": image, "labels": tf.cast(label, tf.int32)}
+
+    def epoch_batches(epoch: int):
+        ep_seed = seed * 100_003 + epoch
+        parts = []
+        if n_real:
+            parts.append(
+                real_dataset(
+                    cfg.data.real,
+                    shuffle=True,
+                    seed=ep_seed,
+                    process_index=pi,
+                    process_count=pc,
+                )
+            )
+        if n_syn:
+            syn, _ = _synthetic_dataset(cfg, shuffle=True, seed=ep_seed)
+            parts.append(syn.shard(pc, pi) if pc > 1 else syn)
+        if len(parts) == 2:
+            # Each example is real or synthetic in the proportion of the two set sizes.
+            ds, _ = data.mix(parts[0], parts[1], ratio=n_syn / total, seed=ep_seed)
+        else:
+            ds = parts[0].repeat()
+        ds = ds.map(lambda *x: (x[0], x[1])).take(steps * per_host)
+        ds = ds.enumerate().map(train_prep, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.batch(per_host, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+        return ds.as_numpy_iterator()
+
+    eval_batches = None
+    try:
+        check_source(cfg.data.real)
+        has_eval = True
+    except (ConfigError, FileNotFoundError):
+        has_eval = False  # synthetic-only training without a real data set at hand
+    if has_eval:
+        resize = max(size, int(round(size * 256 / 224)))
+
+        def eval_prep(image, label):
+            image = data.eval_resize_crop(image, resize_size=resize, crop_size=size)
+            return {"images": image, "labels": tf.cast(label, tf.int32)}
+
+        def eval_batches():
+            ds = real_dataset(
+                cfg.data.real, split=cfg.data.eval_split, process_index=pi, process_count=pc
+            )
+            ds = ds.map(eval_prep, num_parallel_calls=tf.data.AUTOTUNE)
+            return ds.batch(int(recipe.eval_batch_size)).prefetch(2).as_numpy_iterator()
+
+    return epoch_batches, eval_batches, steps, {"real": n_real, "synthetic": n_syn}
+
+
 def train_classifier(
     cfg,
     *,
@@ -200,8 +332,13 @@ def train_classifier(
         check_classifier(cfg)
     t0 = time.perf_counter()
     recipe = recipe_config(cfg)
-    images, labels = arrays if arrays is not None else _train_arrays(cfg)
-    ev = eval_arrays if eval_arrays is not None else _eval_arrays(cfg)
+    stream = arrays is None and _streaming(cfg)
+    if stream:
+        epoch_batches, eval_batches, spe, composition = stream_datasets(cfg, recipe)
+        images = labels = ev = None
+    else:
+        images, labels = arrays if arrays is not None else _train_arrays(cfg)
+        ev = eval_arrays if eval_arrays is not None else _eval_arrays(cfg)
     workdir = pathlib.Path(cfg.workdir)
     writer = MetricWriter(workdir)
     write_text(workdir / RECIPE_FILE, recipe.to_json(indent=2))
@@ -227,24 +364,45 @@ def train_classifier(
         )
 
     try:
-        state, history = cl.fit(
-            recipe,
-            images,
-            labels,
-            rng=jax.random.key(int(cfg.seed)),
-            checkpoint_dir=workdir / "checkpoints",
-            log_fn=log_fn,
-        )
+        if stream:
+            state, history = cl.fit_stream(
+                recipe,
+                epoch_batches,
+                steps_per_epoch=spe,
+                rng=jax.random.key(int(cfg.seed)),
+                eval_batches=eval_batches,
+                checkpoint_dir=workdir / "checkpoints",
+                log_fn=log_fn,
+            )
+        else:
+            state, history = cl.fit(
+                recipe,
+                images,
+                labels,
+                rng=jax.random.key(int(cfg.seed)),
+                checkpoint_dir=workdir / "checkpoints",
+                log_fn=log_fn,
+            )
     finally:
         bar.close()
     summary: dict[str, Any] = {
         "stage": "train-classifier",
         "mode": cfg.data.mode,
         "model": cfg.model.name,
-        "train_examples": int(len(labels)),
+        "train_examples": int(spe * recipe.batch_size) if stream else int(len(labels)),
         "epochs": epochs,
         "final_train_loss": history[-1]["train_loss"] if history else None,
+        "streaming": bool(stream),
     }
+    if stream:
+        summary["composition"] = composition
+        last = history[-1] if history else {}
+        if "eval_top1" in last:
+            summary.update(
+                top1=float(last["eval_top1"]),
+                top5=float(last["eval_top5"]),
+                eval_examples=int(last["eval_count"]),
+            )
     if ev is not None:
         res = cl.evaluate(recipe, state, ev[0], ev[1])
         summary.update(

@@ -136,6 +136,8 @@ def classifier_schema() -> ml_collections.ConfigDict:
             # Synthetic images used (0 = all written); mixed: total = real + synthetic.
             "synthetic_images": 0,
             "eval_split": "validation",
+            # Stream through tf.data (always for ImageNet sources; digits stay in memory).
+            "stream": False,
         }
     )
     c.train = ml_collections.ConfigDict(
