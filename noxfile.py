@@ -117,8 +117,8 @@ def bench(session: nox.Session) -> None:
     Uses pip (not uv) so that the pinned CPU-capable torch wheels on the local disk are found.
     """
     session.install("-r", "tools/bench/requirements.txt")
-    for p in PACKAGES:
-        session.install(str(PACKAGES_DIR / p))
+    # one pip call: the packages depend on each other by name and resolve from these paths
+    session.install(*(str(PACKAGES_DIR / p) for p in PACKAGES))
     session.run("python", "tools/bench/run.py", *session.posargs, env={"TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
