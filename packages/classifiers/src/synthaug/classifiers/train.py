@@ -628,12 +628,12 @@ def _eval_batch_size(config, batch_size, mesh) -> int:
     return max(d, (bs // d) * d)
 
 
-def _run_eval(eval_step, state, images, labels, batch_size, mesh) -> dict:
+def _sum_eval(eval_step, state, batches, mesh) -> dict:
+    """Exact top-1/top-5/loss over masked batches (dicts with images, labels, mask)."""
     c1 = c5 = count = 0
     loss = 0.0
-    for idx, mask in _padded_batches(images.shape[0], batch_size):
-        batch = shard_batch({"images": images[idx], "labels": labels[idx], "mask": mask}, mesh)
-        sums = jax.device_get(eval_step(state, batch))
+    for batch in batches:
+        sums = jax.device_get(eval_step(state, shard_batch(batch, mesh)))
         c1 += int(sums["correct1"])
         c5 += int(sums["correct5"])
         count += int(sums["count"])
@@ -644,6 +644,14 @@ def _run_eval(eval_step, state, images, labels, batch_size, mesh) -> dict:
         "loss": loss / max(count, 1),
         "count": count,
     }
+
+
+def _run_eval(eval_step, state, images, labels, batch_size, mesh) -> dict:
+    batches = (
+        {"images": images[idx], "labels": labels[idx], "mask": mask}
+        for idx, mask in _padded_batches(images.shape[0], batch_size)
+    )
+    return _sum_eval(eval_step, state, batches, mesh)
 
 
 def evaluate(
@@ -975,30 +983,20 @@ def fit_stream(
     if eval_batches is not None:
 
         def run_eval(eval_step, state, eval_bs):
-            c1 = c5 = count = 0
-            loss = 0.0
-            for b in eval_batches():
-                images, labels = _check_images(b["images"], b["labels"], "eval")
-                for start in range(0, images.shape[0], eval_bs):
-                    x, y = images[start : start + eval_bs], labels[start : start + eval_bs]
-                    n = x.shape[0]
-                    pad = eval_bs - n
-                    batch = {
-                        "images": np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]),
-                        "labels": np.concatenate([y, np.zeros((pad,), y.dtype)]),
-                        "mask": np.arange(eval_bs) < n,
-                    }
-                    sums = jax.device_get(eval_step(state, shard_batch(batch, mesh)))
-                    c1 += int(sums["correct1"])
-                    c5 += int(sums["correct5"])
-                    count += int(sums["count"])
-                    loss += float(sums["loss"])
-            return {
-                "top1": c1 / max(count, 1),
-                "top5": c5 / max(count, 1),
-                "loss": loss / max(count, 1),
-                "count": count,
-            }
+            def padded():
+                for b in eval_batches():
+                    images, labels = _check_images(b["images"], b["labels"], "eval")
+                    for start in range(0, images.shape[0], eval_bs):
+                        x, y = images[start : start + eval_bs], labels[start : start + eval_bs]
+                        n = x.shape[0]
+                        pad = eval_bs - n
+                        yield {
+                            "images": np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]),
+                            "labels": np.concatenate([y, np.zeros((pad,), y.dtype)]),
+                            "mask": np.arange(eval_bs) < n,
+                        }
+
+            return _sum_eval(eval_step, state, padded(), mesh)
 
     return _train_loop(
         config,

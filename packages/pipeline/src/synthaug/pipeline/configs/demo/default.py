@@ -38,22 +38,7 @@ def get_config(variant=None):
     c.seed = 0
     c.out = "demo_out"
     c.text = dict(encoder="tiny", checkpoint="", tokenizer="", max_length=8, seed=0, cache="")
-    if variant == "long":
-        c.fast_compile = False
-        c.real_per_class = 10
-        c.base = dict(preset="demo_base", steps=3000, batch_size=32, learning_rate=2e-3)
-        c.sr = dict(preset="demo_sr", steps=800, batch_size=32, learning_rate=2e-3)
-        c.sample = dict(
-            per_class=20,
-            shard_size=50,
-            batch_size=50,
-            base_steps=50,
-            sr_steps=25,
-            sweep_guidance=(1.0, 1.25, 3.0),
-            sweep_per_class=20,
-        )
-        c.classifier = dict(name="resnet_tiny", epochs=10, batch_size=32, learning_rate=0.05)
-    elif variant == "full":
+    if variant in ("full", "long"):
         c.fast_compile = False
         c.real_per_class = 10
         c.base = dict(preset="tiny_base", steps=600, batch_size=32, learning_rate=2e-3)
@@ -68,6 +53,9 @@ def get_config(variant=None):
             sweep_per_class=20,
         )
         c.classifier = dict(name="resnet_tiny", epochs=10, batch_size=32, learning_rate=0.05)
+        if variant == "long":  # the full demo with the 16-channel base and longer training
+            c.base = dict(preset="demo_base", steps=3000, batch_size=32, learning_rate=2e-3)
+            c.sr = dict(preset="demo_sr", steps=800, batch_size=32, learning_rate=2e-3)
     else:
         c.fast_compile = True
         c.real_per_class = 10
