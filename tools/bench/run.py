@@ -15,6 +15,7 @@ import pathlib
 import platform
 import sys
 import tempfile
+import time
 import traceback
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -92,6 +93,9 @@ def render_markdown(meta: dict, results: list[dict], errors: dict[str, str]) -> 
         f"- date: {meta['date']}",
         f"- machine: {meta['machine']}",
         f"- mode: {'quick' if meta['quick'] else 'full'}",
+        f"- wall time: {meta.get('total_seconds', 0):.0f} s ("
+        + ", ".join(f"{k} {v:.0f} s" for k, v in meta.get("entry_seconds", {}).items())
+        + ")",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
         "",
         "Each timed value is the median of at least 5 runs after warm-up; the peer is measured",
@@ -130,9 +134,12 @@ def main(argv=None) -> int:
         entries = [e for e in entries if e.stem.removeprefix("bench_") in args.only]
     results: list[dict] = []
     errors: dict[str, str] = {}
+    entry_seconds: dict[str, float] = {}
+    t_run = time.perf_counter()
     for path in entries:
         name = path.stem.removeprefix("bench_")
         print(f"== {name}", flush=True)
+        t_entry = time.perf_counter()
         spec = importlib.util.spec_from_file_location(path.stem, path)
         mod = importlib.util.module_from_spec(spec)
         try:
@@ -141,7 +148,10 @@ def main(argv=None) -> int:
         except Exception as e:  # an entry's failure is reported, the others still run
             traceback.print_exc()
             errors[name] = f"{type(e).__name__}: {e}"
+            entry_seconds[name] = round(time.perf_counter() - t_entry, 1)
             continue
+        entry_seconds[name] = round(time.perf_counter() - t_entry, 1)
+        print(f"   ({name}: {entry_seconds[name]:.0f} s)", flush=True)
         for r in out:
             d = r.as_dict()
             results.append(d)
@@ -164,6 +174,8 @@ def main(argv=None) -> int:
         "machine": _machine(),
         "quick": args.quick,
         "versions": _versions(),
+        "entry_seconds": entry_seconds,
+        "total_seconds": round(time.perf_counter() - t_run, 1),
     }
     out_dir = pathlib.Path(args.out)
     _atomic_write(

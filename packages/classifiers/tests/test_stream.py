@@ -72,6 +72,9 @@ def test_repeated_fits_reuse_the_compiled_step():
     # Same recipe and schedule, other data and seed: no new compiled step.
     fit(cfg, images[::-1].copy(), labels[::-1].copy(), rng=jax.random.key(1))
     assert len(_STEP_CACHE) == n
+    # The initialisation is compiled once too.
+    inits = [fn for key, fn in _STEP_CACHE.items() if key[0] == "init"]
+    assert len(inits) == 1 and inits[0]._cache_size() == 1
     model = model_from_config(cfg)
     a = make_train_step(model, cfg, steps_per_epoch=4)
     assert make_train_step(model, cfg, steps_per_epoch=4) is a

@@ -85,6 +85,25 @@ def test_discrete_view_consistent(name):
     np.testing.assert_allclose(d.log_snr, np.asarray(fn(jnp.asarray(d.times))), atol=2e-3)
 
 
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_discretize_inside_jit_is_the_eager_float64_schedule(name):
+    # A schedule named inside a jitted function (e.g. a sampler built under an outer jax.jit)
+    # is a compile-time constant, equal to the eager float64 one.
+    eager = discretize(get_log_snr_fn(name), 40)
+    seen = {}
+
+    @jax.jit
+    def f(x):
+        d = discretize(get_log_snr_fn(name), 40)
+        seen["betas"] = d.betas
+        return x + jnp.asarray(d.alphas_cumprod, jnp.float32)
+
+    out = f(jnp.zeros(40, jnp.float32))
+    assert isinstance(seen["betas"], np.ndarray) and seen["betas"].dtype == np.float64
+    np.testing.assert_array_equal(seen["betas"], eager.betas)
+    np.testing.assert_array_equal(np.asarray(out), eager.alphas_cumprod.astype(np.float32))
+
+
 def test_linear_discrete_vs_continuous_close():
     exact = linear_beta_schedule(1000)
     np.testing.assert_allclose(exact.betas[[0, -1]], [1e-4, 0.02])

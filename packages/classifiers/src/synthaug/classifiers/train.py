@@ -243,6 +243,10 @@ def _compile_key(kind: str, model: nn.Module, config, mesh, *extra) -> tuple:
     )
 
 
+def _hp_key(hp: dict) -> tuple:
+    return tuple((k, np.asarray(v).tobytes()) for k, v in sorted(hp.items()))
+
+
 def _cached(key: tuple, build: Callable[[], Callable]) -> Callable:
     """One jitted function per key, so that repeated fits compile their steps once."""
     fn = _STEP_CACHE.get(key)
@@ -286,8 +290,19 @@ def create_train_state(
       a :class:`TrainState` at step 0.
     """
     spe = steps_per_epoch or steps_per_epoch_of(config)
-    tx, _ = make_optimizer(config, spe)
     k_init, k_run = jax.random.split(rng)
+    init = _cached(
+        _compile_key("init", model, config, None, _hp_key(schedule_hparams(config, spe))),
+        lambda: _build_init(model, _copy(config), spe),
+    )
+    state = init(k_init, k_run)
+    if mesh is not None:
+        state = jax.device_put(state, NamedSharding(mesh, P()))
+    return state
+
+
+def _build_init(model, config, spe):
+    tx, _ = make_optimizer(config, spe)
     size = int(config.image_size)
 
     @jax.jit
@@ -304,10 +319,7 @@ def create_train_state(
             rng=jax.random.key_data(k_run) if _is_typed_key(k_run) else k_run,
         )
 
-    state = init(k_init, k_run)
-    if mesh is not None:
-        state = jax.device_put(state, NamedSharding(mesh, P()))
-    return state
+    return init
 
 
 def _is_typed_key(k) -> bool:
@@ -413,9 +425,8 @@ def make_train_step(
     spe = steps_per_epoch or steps_per_epoch_of(config)
     validate_config(config)
     hp = schedule_hparams(config, spe)
-    hp_key = tuple((k, np.asarray(v).tobytes()) for k, v in sorted(hp.items()))
     return _cached(
-        _compile_key("train", model, config, mesh, bool(donate), hp_key),
+        _compile_key("train", model, config, mesh, bool(donate), _hp_key(hp)),
         lambda: _build_train_step(model, _copy(config), mesh, donate, hp),
     )
 

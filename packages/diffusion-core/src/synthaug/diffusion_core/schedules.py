@@ -241,5 +241,6 @@ def _eval_float64(fn: LogSNRFn, t: np.ndarray) -> np.ndarray:
     """Evaluate a jnp schedule function in float64 regardless of jax_enable_x64."""
     import jax
 
-    with jax.enable_x64(True):
+    # Evaluated eagerly even under an outer jax.jit: the schedule is a compile-time constant.
+    with jax.enable_x64(True), jax.ensure_compile_time_eval():
         return np.asarray(fn(jnp.asarray(t, dtype=jnp.float64)), dtype=np.float64)

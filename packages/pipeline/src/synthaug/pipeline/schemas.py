@@ -147,7 +147,7 @@ def classifier_schema() -> ml_collections.ConfigDict:
             "epochs": 90,
             "batch_size": 1024,
             "base_learning_rate": 0.1,  # per 256 images
-            "warmup_epochs": 5,
+            "warmup_epochs": 5.0,  # may be fractional
             "schedule": "cosine",
             "weight_decay": 1e-4,
             "momentum": 0.9,
@@ -210,31 +210,33 @@ def demo_schema() -> ml_collections.ConfigDict:
     c.text = _text()
     c.text.encoder = "tiny"
     c.text.max_length = 8
-    c.real_per_class = 20  # the small real subset classifier (a) is trained on
+    c.real_per_class = 10  # the small real subset classifier (a) is trained on
     c.base = ml_collections.ConfigDict(
-        {"preset": "tiny_base", "steps": 1500, "batch_size": 32, "learning_rate": 2e-3}
+        {"preset": "demo_base", "steps": 1000, "batch_size": 16, "learning_rate": 4e-3}
     )
     c.sr = ml_collections.ConfigDict(
-        {"preset": "tiny_sr", "steps": 800, "batch_size": 32, "learning_rate": 2e-3}
+        {"preset": "demo_sr", "steps": 800, "batch_size": 8, "learning_rate": 2e-3}
     )
     c.sample = ml_collections.ConfigDict(
         {
-            "per_class": 40,
-            "shard_size": 100,
-            "batch_size": 100,
-            "base_steps": 100,
-            "sr_steps": 50,
+            "per_class": 20,
+            "shard_size": 50,
+            "batch_size": 50,
+            "base_steps": 25,
+            "sr_steps": 10,
             "base_guidance": 1.25,
             "base_log_var_mix": 0.0,
             "sr_guidance": 1.0,
             "sr_log_var_mix": 0.1,
             "sr_aug_level": 0.0,
-            "sweep_guidance": (1.0, 1.25, 2.0, 5.0),
+            "sweep_guidance": (1.0, 1.25, 3.0),
             "sweep_per_class": 20,
         }
     )
+    # Every classifier takes `steps` optimizer steps of `batch_size` (the training set is
+    # passed over as many times as that needs); `learning_rate` is per 256 images (SGD).
     c.classifier = ml_collections.ConfigDict(
-        {"name": "resnet_tiny", "epochs": 15, "batch_size": 64, "learning_rate": 0.05}
+        {"name": "resnet_tiny", "steps": 150, "batch_size": 32, "learning_rate": 0.8}
     )
     return c
 

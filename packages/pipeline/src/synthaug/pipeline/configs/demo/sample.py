@@ -23,20 +23,20 @@ def get_config():
     c.text = dict(encoder="tiny", max_length=8, seed=0, cache="runs/text_cache")
     c.base = dict(
         enabled=True,
-        preset="tiny_base",
+        preset="demo_base",
         checkpoint="runs/digits_base",
         sampler="ddpm",
-        steps=100,
+        steps=25,
         guidance=1.25,
         log_var_mix=0.0,
         aug_level=0.0,
     )
     c.sr1 = dict(
         enabled=True,
-        preset="tiny_sr",
+        preset="demo_sr",
         checkpoint="runs/digits_sr",
         sampler="ddpm",
-        steps=50,
+        steps=10,
         guidance=1.0,
         log_var_mix=0.1,
         aug_level=0.0,
