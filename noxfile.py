@@ -10,6 +10,7 @@ nox -s bench [-- --quick]         # benchmarks against their peers, writes bench
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
 import re
@@ -116,10 +117,28 @@ def bench(session: nox.Session) -> None:
 
     Uses pip (not uv) so that the pinned CPU-capable torch wheels on the local disk are found.
     """
-    session.install("-r", "tools/bench/requirements.txt")
-    # one pip call: the packages depend on each other by name and resolve from these paths
-    session.install(*(str(PACKAGES_DIR / p) for p in PACKAGES))
+    # A reused venv whose requirements and package sources are unchanged is not reinstalled
+    # (building the eight local wheels takes about a minute).
+    stamp = pathlib.Path(session.virtualenv.location) / ".synthaug-bench-stamp"
+    digest = _sources_digest()
+    if not stamp.is_file() or stamp.read_text() != digest:
+        session.install("-r", "tools/bench/requirements.txt")
+        # one pip call: the packages depend on each other by name and resolve from these paths
+        session.install(*(str(PACKAGES_DIR / p) for p in PACKAGES))
+        stamp.write_text(digest)
     session.run("python", "tools/bench/run.py", *session.posargs, env={"TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def _sources_digest() -> str:
+    """A hash of the bench requirements and every file of every package's pyproject and src/."""
+    h = hashlib.sha256((ROOT / "tools" / "bench" / "requirements.txt").read_bytes())
+    for pkg in PACKAGES:
+        root = PACKAGES_DIR / pkg
+        for f in sorted([root / "pyproject.toml", *(root / "src").rglob("*")]):
+            if f.is_file() and "__pycache__" not in f.parts:
+                h.update(str(f.relative_to(ROOT)).encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 @nox.session(python=PYTHON, venv_backend="virtualenv")

@@ -4,7 +4,7 @@ On the CPU by default; where JAX's default backend is a GPU both sides run on it
 
 One optimiser step (forward, cross-entropy, backward, SGD + Nesterov momentum 0.9 with
 weight decay 1e-4) on a batch of 224x224 images, both sides in this process. Full mode:
-batch 32; quick mode: batch 8 at 112x112. Reported: images/second (median step time) and the ratio
+batch 32; quick mode: batch 8. Reported: images/second (median step time) and the ratio
 JAX / PyTorch (> 1: JAX is faster).
 
     python tools/bench/run.py --only classifiers [--quick]
@@ -72,7 +72,7 @@ def run(quick: bool) -> list[Result]:
     backend = jax.default_backend()
     # On a GPU machine both sides run on the GPU (torch through CUDA), else both on the CPU.
     device = "cuda" if backend == "gpu" else "cpu"
-    batch, size = (8, 112) if quick else (32, 224)
+    batch, size = (8, 224) if quick else (32, 224)
     warmup = 1 if device == "cpu" else 3  # CPU steps at 224x224 take seconds each
     runs = 5 if device == "cpu" else 20
     jax_fn = _jax_step(batch, size)

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -65,3 +68,17 @@ def test_bad_arguments():
         d.digits("train", 28)
     with pytest.raises(KeyError, match="label"):
         d.digits_class_name(10)
+
+
+def test_digits_and_class_tables_do_not_import_tensorflow():
+    # TensorFlow takes many seconds to import; only the tf.data parts of the package load it.
+    code = (
+        "import sys; from synthaug import imagenet_data as d; "
+        "d.digits_arrays('test', 16); d.class_names(); d.DataReport; "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; "
+        "assert callable(d.digits) and callable(d.mix) and 'tensorflow' in sys.modules; "
+        "missing = [n for n in d.__all__ if not hasattr(d, n)]; "
+        "assert not missing, missing"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

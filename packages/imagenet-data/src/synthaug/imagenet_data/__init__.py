@@ -1,6 +1,7 @@
 """synthaug.imagenet_data: ImageNet readers on tf.data, the paper's preprocessing, synthetic
 shards, real+synthetic mixing and the demo data."""
 
+import importlib
 from importlib import metadata as _metadata
 
 from synthaug.imagenet_data.classes import (
@@ -16,31 +17,53 @@ from synthaug.imagenet_data.classes import (
     wnid_to_label,
     wnids,
 )
-from synthaug.imagenet_data.decode import decode_rgb, looks_complete
 from synthaug.imagenet_data.digits import (
     DIGITS_CLASS_NAMES,
     digits,
     digits_arrays,
     digits_class_name,
 )
-from synthaug.imagenet_data.mixing import MixReport, measure_composition, mix
-from synthaug.imagenet_data.preprocess import (
-    diffusion_downsample,
-    eval_resize_crop,
-    from_float_range,
-    inception_crop_flip,
-    to_float_range,
-)
 from synthaug.imagenet_data.report import DataReport
-from synthaug.imagenet_data.sources import (
-    from_folders,
-    from_tfds,
-    from_tfrecords,
-    list_folder_split,
-    read_devkit_meta,
-    read_val_labels,
-)
-from synthaug.imagenet_data.synthetic import SyntheticShardWriter, read_manifest, read_synthetic
+
+# The tf.data modules load on first use: importing TensorFlow takes many seconds, and the
+# class tables, the digits arrays and the data report need only numpy.
+_LAZY = {
+    "MixReport": "mixing",
+    "SyntheticShardWriter": "synthetic",
+    "decode_rgb": "decode",
+    "diffusion_downsample": "preprocess",
+    "eval_resize_crop": "preprocess",
+    "from_float_range": "preprocess",
+    "from_folders": "sources",
+    "from_tfds": "sources",
+    "from_tfrecords": "sources",
+    "inception_crop_flip": "preprocess",
+    "list_folder_split": "sources",
+    "looks_complete": "decode",
+    "measure_composition": "mixing",
+    "mix": "mixing",
+    "read_devkit_meta": "sources",
+    "read_manifest": "synthetic",
+    "read_synthetic": "synthetic",
+    "read_val_labels": "sources",
+    "to_float_range": "preprocess",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    mod = importlib.import_module(f"{__name__}.{module}")
+    for other, where in _LAZY.items():
+        if where == module:
+            globals()[other] = getattr(mod, other)
+    return globals()[name]
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 try:
     __version__ = _metadata.version("synthaug-imagenet-data")

@@ -9,9 +9,12 @@ of the images in ``test`` and the rest in ``train``.
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
+
+if TYPE_CHECKING:  # TensorFlow loads only when a tf.data pipeline is built
+    import tensorflow as tf
 
 DIGITS_CLASS_NAMES = (
     "zero",
@@ -88,6 +91,8 @@ def digits(split: str = "train", size: int = 32) -> tf.data.Dataset:
       split: ``"train"`` or ``"test"``.
       size: 16 or 32.
     """
+    import tensorflow as tf
+
     images, labels = digits_arrays(split, size)
     return tf.data.Dataset.from_tensor_slices((images, labels))
 
