@@ -126,3 +126,18 @@ def test_feature_frechet_distance():
     assert feature_frechet_distance(a, a + shift) == pytest.approx(25.0, rel=1e-6)
     b = rng.normal(size=(500, 4)) * 2.0
     assert feature_frechet_distance(a, b) > 1.0
+
+
+def test_demo_classifier_sets_repeat_whole_permutations():
+    from synthaug.pipeline.demo import _repeat_to
+
+    images = np.arange(7 * 4).reshape(7, 2, 2)
+    labels = np.arange(7)
+    x, y = _repeat_to(images, labels, 20, seed=0)
+    assert x.shape == (20, 2, 2) and len(y) == 20
+    np.testing.assert_array_equal(x[:, 0, 0] // 4, y)  # images stay with their labels
+    for k in range(2):  # every pass shows each example exactly once
+        assert sorted(y[7 * k : 7 * (k + 1)]) == list(range(7))
+    assert len(set(y[14:])) == 6  # the cut third pass has no repeats
+    x2, y2 = _repeat_to(images, labels, 20, seed=0)
+    np.testing.assert_array_equal(y2, y)  # seeded
