@@ -1,3 +1,4 @@
+import logging
 import os
 import signal
 import subprocess
@@ -51,11 +52,19 @@ def test_save_every_keep_and_restore(tmp_path):
         load_params(tmp_path / "missing")
 
 
-def test_sigkill_and_resume_is_bit_identical(tmp_path):
+def test_sigkill_and_resume_is_bit_identical(tmp_path, caplog):
     model, config, data = resume_setup()
-    # 20 steps straight.
-    straight, _ = train(model, config, data, num_steps=20)
+    # 20 steps straight. The step, compiled in a thread while the initialisation compiles, is
+    # the program the loop runs: it is compiled once.
+    jax.config.update("jax_log_compiles", True)  # globally: the context is thread-local
+    try:
+        with caplog.at_level(logging.WARNING):
+            straight, _ = train(model, config, data, num_steps=20)
+    finally:
+        jax.config.update("jax_log_compiles", False)
     assert int(straight.step) == 20
+    compiles = [r for r in caplog.records if "Compiling jit(step_fn)" in r.getMessage()]
+    assert len(compiles) == 1, [r.getMessage()[:200] for r in compiles]
     # 10 steps in a real process, killed with SIGKILL once checkpoint 10 is on disk.
     ckpt_dir = str(tmp_path / "ckpt")
     proc = subprocess.Popen(

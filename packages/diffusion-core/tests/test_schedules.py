@@ -104,6 +104,23 @@ def test_discretize_inside_jit_is_the_eager_float64_schedule(name):
     np.testing.assert_array_equal(np.asarray(out), eager.alphas_cumprod.astype(np.float32))
 
 
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_discretize_numpy_route_equals_the_jax_float64_schedule(name):
+    # Built-in schedules are discretized through their NumPy version; a user function (here a
+    # wrapper without it) goes through JAX in 64-bit mode. Both give the same float64 schedule.
+    fn = get_log_snr_fn(name, log_snr_min=-15.0)
+    assert fn.numpy_fn is not None
+
+    def jax_only(t):
+        return fn(t)
+
+    fast, reference = discretize(fn, 1000), discretize(jax_only, 1000)
+    np.testing.assert_allclose(fast.alphas_cumprod, reference.alphas_cumprod, rtol=1e-13)
+    np.testing.assert_allclose(fast.betas, reference.betas, rtol=1e-11)
+    if name == "cosine":  # the bound keyword argument reached the NumPy version
+        assert fast.log_snr[-1] == pytest.approx(-15.0)
+
+
 def test_linear_discrete_vs_continuous_close():
     exact = linear_beta_schedule(1000)
     np.testing.assert_allclose(exact.betas[[0, -1]], [1e-4, 0.02])

@@ -70,12 +70,25 @@ def test_bad_arguments():
         d.digits_class_name(10)
 
 
-def test_digits_and_class_tables_do_not_import_tensorflow():
+def test_bundled_file_read_directly_equals_load_digits():
+    import importlib
+
+    raw = importlib.import_module("synthaug.imagenet_data.digits")._load_digits()
+    ref = load_digits()
+    assert np.array_equal(raw[0], ref.images) and np.array_equal(raw[1], ref.target)
+
+
+def test_digits_class_tables_and_synthetic_shards_do_not_import_tensorflow(tmp_path):
     # TensorFlow takes many seconds to import; only the tf.data parts of the package load it.
     code = (
-        "import sys; from synthaug import imagenet_data as d; "
-        "d.digits_arrays('test', 16); d.class_names(); d.DataReport; "
+        "import sys, numpy as np; from synthaug import imagenet_data as d; "
+        "x, y = d.digits_arrays('test', 16); d.class_names(); d.DataReport; "
+        f"w = d.SyntheticShardWriter({str(tmp_path)!r}, shard_size=7); w.write(x[:10], y[:10]); "
+        f"w.close(); back = list(d.iter_synthetic({str(tmp_path)!r})); "
+        "assert np.array_equal(np.stack([a for a, _ in back]), x[:10]); "
+        "assert [b for _, b in back] == y[:10].tolist(); "
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; "
+        "assert 'sklearn' not in sys.modules, 'sklearn imported'; "
         "assert callable(d.digits) and callable(d.mix) and 'tensorflow' in sys.modules; "
         "missing = [n for n in d.__all__ if not hasattr(d, n)]; "
         "assert not missing, missing"

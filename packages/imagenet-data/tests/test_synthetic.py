@@ -46,6 +46,10 @@ def test_write_read_round_trip(tmp_path):
     assert np.array_equal(np.stack([x for x, _ in out]), images)
     assert [int(y) for _, y in out] == labels.tolist()
     assert ds.element_spec[0].dtype == tf.uint8 and ds.element_spec[1].dtype == tf.int32
+    # the same examples without TensorFlow
+    plain = list(d.iter_synthetic(tmp_path / "syn"))
+    assert np.array_equal(np.stack([x for x, _ in plain]), images)
+    assert [y for _, y in plain] == labels.tolist()
     # the same records through the generic TFRecord source
     rec = list(
         d.from_tfrecords(str(tmp_path / "syn" / "*.tfrecord"), num_classes=5).as_numpy_iterator()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -97,11 +99,28 @@ def test_metric_writer_json_and_tensorboard(tmp_path):
     import tensorflow as tf
 
     seen = {}
-    for e in tf.compat.v1.train.summary_iterator(str(events[0])):
+    events = list(tf.compat.v1.train.summary_iterator(str(events[0])))
+    assert events[0].file_version == "brain.Event:2"
+    for e in events[1:]:
         for v in e.summary.value:
+            # what tf.summary.scalar writes: a rank-0 float tensor, the scalars plugin
+            assert v.metadata.plugin_data.plugin_name == "scalars"
+            assert v.tensor.dtype == tf.float32.as_datatype_enum
+            assert tf.make_ndarray(v.tensor).shape == ()
             seen.setdefault(v.tag, []).append((e.step, float(tf.make_ndarray(v.tensor))))
     assert seen["loss"] == [(1, 0.5), (2, 0.25)]
     assert math.isnan(seen["bad"][0][1])
+
+
+def test_metric_writer_does_not_import_tensorflow(tmp_path):
+    code = (
+        "import sys; from synthaug.pipeline.writer import MetricWriter; "
+        f"w = MetricWriter({str(tmp_path)!r}); w.scalars(3, {{'loss': 1.0}}); w.close(); "
+        "assert 'tensorflow' not in sys.modules"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(list((tmp_path / "tb").glob("events.out.tfevents.*"))) == 1
 
 
 def test_stage_timer():

@@ -23,6 +23,7 @@ computed in float64 with NumPy, which samplers respace and turn into device arra
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 
@@ -71,15 +72,24 @@ def cosine_log_snr(
     Returns:
       log-SNR with the shape and (float) dtype of ``t``.
     """
+    return _cosine(jnp, t, log_snr_min=log_snr_min, log_snr_max=log_snr_max)
+
+
+def _float_input(xp, t):
+    t = xp.asarray(t)
+    dtype = t.dtype if xp.issubdtype(t.dtype, xp.floating) else xp.float32
+    return t.astype(dtype), dtype
+
+
+def _cosine(xp, t, *, log_snr_min: float = LOG_SNR_MIN, log_snr_max: float = LOG_SNR_MAX):
     if not log_snr_min < log_snr_max:
         raise ValueError(f"log_snr_min must be < log_snr_max, got {log_snr_min} and {log_snr_max}")
-    t = jnp.asarray(t)
-    dtype = t.dtype if jnp.issubdtype(t.dtype, jnp.floating) else jnp.float32
+    t, dtype = _float_input(xp, t)
     b = math.atan(math.exp(-0.5 * log_snr_max))
     a = math.atan(math.exp(-0.5 * log_snr_min)) - b
-    log_snr = -2.0 * jnp.log(jnp.tan(a * t.astype(dtype) + b))
+    log_snr = -2.0 * xp.log(xp.tan(a * t + b))
     # In float32, tan near pi/2 overshoots the endpoint slightly: clip to the stated range.
-    return jnp.clip(log_snr, log_snr_min, log_snr_max).astype(dtype)
+    return xp.clip(log_snr, log_snr_min, log_snr_max).astype(dtype)
 
 
 def linear_beta_log_snr(
@@ -107,16 +117,35 @@ def linear_beta_log_snr(
     Returns:
       log-SNR with the shape and (float) dtype of ``t``.
     """
-    t = jnp.asarray(t)
-    dtype = t.dtype if jnp.issubdtype(t.dtype, jnp.floating) else jnp.float32
-    t = t.astype(dtype)
+    return _linear_beta(
+        jnp,
+        t,
+        beta_start=beta_start,
+        beta_end=beta_end,
+        num_steps=num_steps,
+        log_snr_min=log_snr_min,
+        log_snr_max=log_snr_max,
+    )
+
+
+def _linear_beta(
+    xp,
+    t,
+    *,
+    beta_start: float = 1e-4,
+    beta_end: float = 0.02,
+    num_steps: int = 1000,
+    log_snr_min: float = LOG_SNR_MIN,
+    log_snr_max: float = LOG_SNR_MAX,
+):
+    t, dtype = _float_input(xp, t)
     beta_min = num_steps * beta_start
     beta_max = num_steps * beta_end
     neg_log_alpha_sq = beta_min * t + 0.5 * (beta_max - beta_min) * t * t
     # log_snr = -log(expm1(x)); keep x away from 0 so the log is finite, then clip.
-    x = jnp.maximum(neg_log_alpha_sq, jnp.asarray(math.exp(-log_snr_max) * 0.5, dtype))
-    log_snr = -jnp.log(jnp.expm1(x))
-    return jnp.clip(log_snr, log_snr_min, log_snr_max).astype(dtype)
+    x = xp.maximum(neg_log_alpha_sq, xp.asarray(math.exp(-log_snr_max) * 0.5, dtype))
+    log_snr = -xp.log(xp.expm1(x))
+    return xp.clip(log_snr, log_snr_min, log_snr_max).astype(dtype)
 
 
 def alpha_squared(log_snr: Array) -> Array:
@@ -144,6 +173,12 @@ _SCHEDULES: dict[str, Callable[..., Array]] = {
     "linear": linear_beta_log_snr,
 }
 
+# The same formulas on NumPy arrays: ``discretize`` evaluates them in float64 without
+# dispatching JAX operations one by one (which costs about half a second per call).
+_NUMPY_IMPL: dict[str, Callable[..., np.ndarray]] = {"cosine": _cosine, "linear": _linear_beta}
+cosine_log_snr.numpy_fn = functools.partial(_cosine, np)
+linear_beta_log_snr.numpy_fn = functools.partial(_linear_beta, np)
+
 
 def get_log_snr_fn(name: str, **kwargs) -> LogSNRFn:
     """The log-SNR function of a named schedule (``"cosine"`` or ``"linear"``).
@@ -158,6 +193,7 @@ def get_log_snr_fn(name: str, **kwargs) -> LogSNRFn:
         return fn(t, **kwargs)
 
     log_snr_fn.__name__ = f"{name}_log_snr"
+    log_snr_fn.numpy_fn = functools.partial(_NUMPY_IMPL[name], np, **kwargs)
     return log_snr_fn
 
 
@@ -238,9 +274,16 @@ def linear_beta_schedule(
 
 
 def _eval_float64(fn: LogSNRFn, t: np.ndarray) -> np.ndarray:
-    """Evaluate a jnp schedule function in float64 regardless of jax_enable_x64."""
+    """Evaluate a schedule function in float64 regardless of jax_enable_x64.
+
+    The built-in schedules carry a NumPy version of themselves (``fn.numpy_fn``); any other
+    jnp function is evaluated eagerly with 64-bit mode enabled for the call.
+    """
     import jax
 
+    numpy_fn = getattr(fn, "numpy_fn", None)
+    if numpy_fn is not None:
+        return np.asarray(numpy_fn(np.asarray(t, np.float64)), dtype=np.float64)
     # Evaluated eagerly even under an outer jax.jit: the schedule is a compile-time constant.
     with jax.enable_x64(True), jax.ensure_compile_time_eval():
         return np.asarray(fn(jnp.asarray(t, dtype=jnp.float64)), dtype=np.float64)

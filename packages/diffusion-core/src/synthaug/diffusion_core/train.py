@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -183,28 +184,87 @@ def create_train_state(rng: jax.Array, model, config, sample_batch: Batch) -> Tr
     Returns:
       A :class:`TrainState` at step 0.
     """
+    return _init_program(model, config, sample_batch)(rng)
+
+
+def _init_program(model, config, sample_batch: Batch):
+    """``init(rng) -> TrainState``, a jitted function (``init.eval_shape(rng)`` traces it)."""
     args, kw = _init_inputs(model, config, sample_batch)
     # The parameters do not depend on the batch size: initialise on one example, so that
     # one compiled initialisation serves every batch size (and the persistent compilation
     # cache, when enabled, hits across runs with different batch sizes).
     args, kw = jax.tree.map(lambda a: a[:1], (args, kw))
-    params = _jit_init(model)(rng, args, kw)
-    return state_from_params(params, config)
-
-
-def _jit_init(model):
-    return jax.jit(lambda r, a, k: model.init(r, *a, **k)["params"])
-
-
-def state_from_params(params: Any, config) -> TrainState:
-    """A step-0 :class:`TrainState` around given parameters (EMA = a copy of them)."""
+    # One compiled program: the parameters, their EMA copy and the optimizer state (built
+    # op by op outside jit, the optimizer state alone took seconds of small compilations).
     tx = make_optimizer(config)
+    jitted = jax.jit(lambda r, a, k: _initial_state(model.init(r, *a, **k)["params"], tx))
+
+    def init(rng):
+        return jitted(rng, args, kw)
+
+    init.eval_shape = lambda rng: jitted.eval_shape(rng, args, kw)
+    return init
+
+
+class _StepPrecompiler:
+    """Compiles the train step in a thread while the initialisation compiles and runs.
+
+    On a CPU both compilations take seconds and each uses one core; overlapping them saves
+    the shorter one. The step is lowered for what :func:`train` passes it: the state
+    committed to the default device, the host (NumPy) batch, a folded-in key. Only set up
+    for that case (a fresh state, host batches, the default device); if anything differs,
+    the call compiles as usual and this work is simply unused.
+    """
+
+    def __init__(self, step_fn, abstract_state, batch: Batch, key: jax.Array):
+        device = jax.devices()[0]
+        sharding = jax.sharding.SingleDeviceSharding(device)
+        state = jax.tree.map(
+            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), abstract_state
+        )
+        spec = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), batch)
+        key_spec = jax.eval_shape(lambda k: jax.random.fold_in(k, 0), key)
+
+        def work():
+            try:
+                step_fn.lower(state, spec, key_spec).compile()
+            except Exception as e:  # noqa: BLE001 -- the real call compiles and raises itself
+                log.debug("step precompilation failed: %s", e)
+
+        self._thread = threading.Thread(target=work, name="compile-train-step", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def applies(batch: Batch) -> bool:
+        """A host batch: NumPy arrays, or JAX arrays not committed to a device."""
+        leaves = jax.tree.leaves(batch)
+        return (
+            jax.config.jax_default_device is None
+            and bool(leaves)
+            and all(
+                isinstance(x, np.ndarray)
+                or (isinstance(x, jax.Array) and not x.committed and not x.weak_type)
+                for x in leaves
+            )
+        )
+
+    def join(self) -> None:
+        self._thread.join()
+
+
+def _initial_state(params: Any, tx: optax.GradientTransformation) -> TrainState:
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
         ema_params=jax.tree.map(jnp.copy, params),
         opt_state=tx.init(params),
     )
+
+
+def state_from_params(params: Any, config) -> TrainState:
+    """A step-0 :class:`TrainState` around given parameters (EMA = a copy of them)."""
+    tx = make_optimizer(config)
+    return jax.jit(_initial_state, static_argnums=1)(params, tx)
 
 
 def make_train_step(model, config, *, donate: bool = False) -> Callable:
@@ -366,9 +426,15 @@ def train(
     init_key, train_key = jax.random.split(jax.random.key(seed))
 
     batch_at, first = _batches(data)
-    state = (
-        init_state if init_state is not None else create_train_state(init_key, model, config, first)
-    )
+    step_fn = make_train_step(model, config, donate=True)
+    precompiler = None
+    if init_state is None:
+        init = _init_program(model, config, first)
+        if _StepPrecompiler.applies(first):
+            precompiler = _StepPrecompiler(step_fn, init.eval_shape(init_key), first, train_key)
+        state = init(init_key)
+    else:
+        state = init_state
     ckpt = None
     if checkpoint_dir is not None:
         ckpt = Checkpointer(checkpoint_dir, save_every=save_every, keep=keep)
@@ -380,7 +446,8 @@ def train(
     # in place (no copy) makes both lower to the same program, so resuming does not recompile
     # the step (and a persistent compilation cache serves both).
     state = _commit(state)
-    step_fn = make_train_step(model, config, donate=True)
+    if precompiler is not None:
+        precompiler.join()
     history: list[dict[str, float]] = []
     start = int(state.step)
     try:

@@ -25,8 +25,9 @@ from synthaug.imagenet_data.digits import (
 )
 from synthaug.imagenet_data.report import DataReport
 
-# The tf.data modules load on first use: importing TensorFlow takes many seconds, and the
-# class tables, the digits arrays and the data report need only numpy.
+# Modules load on first use: importing TensorFlow takes many seconds, and the class tables,
+# the digits arrays, the data report and the synthetic shard writer (``records``: TFRecord
+# files without TensorFlow) need only NumPy; the tf.data readers load it.
 _LAZY = {
     "MixReport": "mixing",
     "SyntheticShardWriter": "synthetic",
@@ -38,6 +39,7 @@ _LAZY = {
     "from_tfds": "sources",
     "from_tfrecords": "sources",
     "inception_crop_flip": "preprocess",
+    "iter_synthetic": "synthetic",
     "list_folder_split": "sources",
     "looks_complete": "decode",
     "measure_composition": "mixing",
@@ -90,6 +92,7 @@ __all__ = [
     "from_tfds",
     "from_tfrecords",
     "inception_crop_flip",
+    "iter_synthetic",
     "label_from_name",
     "label_to_wnid",
     "list_folder_split",

@@ -9,6 +9,8 @@ of the images in ``test`` and the rest in ``train``.
 from __future__ import annotations
 
 import functools
+import importlib.util
+import pathlib
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,10 +36,27 @@ _TEST_FRACTION = 0.2
 
 
 @functools.lru_cache(maxsize=1)
-def _split_indices() -> dict[str, np.ndarray]:
+def _load_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled digits: ``(images float64 [1797, 8, 8] in 0..16, target)``.
+
+    Read straight from the CSV file scikit-learn ships (what ``load_digits`` parses), without
+    importing scikit-learn and SciPy (seconds); ``load_digits`` if the file is not found.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    if spec is not None and spec.origin:
+        path = pathlib.Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            data = np.loadtxt(path, delimiter=",")
+            return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
     from sklearn.datasets import load_digits
 
-    target = load_digits().target
+    d = load_digits()
+    return d.images, d.target
+
+
+@functools.lru_cache(maxsize=1)
+def _split_indices() -> dict[str, np.ndarray]:
+    target = _load_digits()[1]
     rng = np.random.default_rng(0)
     train, test = [], []
     for c in range(10):
@@ -51,16 +70,15 @@ def _split_indices() -> dict[str, np.ndarray]:
 @functools.lru_cache(maxsize=4)
 def _all_images(size: int) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image
-    from sklearn.datasets import load_digits
 
-    d = load_digits()
-    grey = np.round(d.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
+    images, target = _load_digits()
+    grey = np.round(images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
     out = np.empty((len(grey), size, size, 3), np.uint8)
     for i, g in enumerate(grey):
         up = np.asarray(Image.fromarray(g).resize((size, size), Image.Resampling.BICUBIC))
         out[i] = up[..., None]
     out.setflags(write=False)
-    labels = d.target.astype(np.int32)
+    labels = target.astype(np.int32)
     labels.setflags(write=False)
     return out, labels
 

@@ -23,14 +23,16 @@ import os
 import pathlib
 import re
 import tempfile
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import tensorflow as tf
 
-from synthaug.imagenet_data.decode import AUTOTUNE, decode_rgb
+from synthaug.imagenet_data import records
 from synthaug.imagenet_data.report import DataReport
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 SHARD_PREFIX = "synthetic-"
 SHARD_SUFFIX = ".tfrecord"
@@ -63,15 +65,16 @@ def _encode(image: np.ndarray, fmt: str, quality: int) -> bytes:
 
 
 def _example(encoded: bytes, label: int, index: int, fmt: str, h: int, w: int) -> bytes:
-    feat = {
-        "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
-        "image/format": tf.train.Feature(bytes_list=tf.train.BytesList(value=[fmt.encode()])),
-        "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-        "image/index": tf.train.Feature(int64_list=tf.train.Int64List(value=[index])),
-        "image/height": tf.train.Feature(int64_list=tf.train.Int64List(value=[h])),
-        "image/width": tf.train.Feature(int64_list=tf.train.Int64List(value=[w])),
-    }
-    return tf.train.Example(features=tf.train.Features(feature=feat)).SerializeToString()
+    return records.encode_example(
+        {
+            "image/encoded": encoded,
+            "image/format": fmt,
+            "image/class/label": int(label),
+            "image/index": int(index),
+            "image/height": int(h),
+            "image/width": int(w),
+        }
+    )
 
 
 class SyntheticShardWriter:
@@ -176,9 +179,8 @@ class SyntheticShardWriter:
         # first), but rebuild the counts rather than fail.
         counts: dict[str, int] = {}
         n = 0
-        for rec in tf.data.TFRecordDataset(str(path)):
-            ex = tf.train.Example.FromString(rec.numpy())
-            label = ex.features.feature["image/class/label"].int64_list.value[0]
+        for rec in records.iter_records(path):
+            label = records.decode_example(rec)["image/class/label"][0]
             counts[str(label)] = counts.get(str(label), 0) + 1
             n += 1
         return {"file": path.name, "count": n, "label_counts": counts}
@@ -242,7 +244,7 @@ class SyntheticShardWriter:
         tmp = self.out_dir / f".{final.name}.tmp"
         start = self.resume_index
         h, w = self._image_hw
-        with tf.io.TFRecordWriter(str(tmp)) as writer:
+        with records.RecordWriter(tmp) as writer:
             for i, (data, label) in enumerate(
                 zip(self._buffer_images, self._buffer_labels, strict=True)
             ):
@@ -338,6 +340,10 @@ def read_synthetic(
     Returns:
       A ``tf.data.Dataset`` of ``(image uint8 [H, W, 3], label int32)``.
     """
+    import tensorflow as tf
+
+    from synthaug.imagenet_data.decode import AUTOTUNE, decode_rgb
+
     out_dir = pathlib.Path(out_dir)
     manifest = read_manifest(out_dir)
     files = [str(out_dir / s["file"]) for s in manifest["shards"]]
@@ -387,3 +393,27 @@ def read_synthetic(
     options = tf.data.Options()
     options.deterministic = deterministic
     return ds.with_options(options)
+
+
+def iter_synthetic(out_dir: str | os.PathLike) -> Iterator[tuple[np.ndarray, int]]:
+    """The examples of a synthetic data set in the order they were written, without TensorFlow.
+
+    For small sets read on one host (the demo, tests, inspection); data pipelines use
+    :func:`read_synthetic`. Images are decoded with Pillow: PNG shards give exactly the
+    written pixels.
+
+    Yields:
+      ``(image uint8 [H, W, 3], label)``.
+    """
+    from PIL import Image
+
+    out_dir = pathlib.Path(out_dir)
+    manifest = read_manifest(out_dir)
+    for shard in manifest["shards"]:
+        path = out_dir / shard["file"]
+        if not path.is_file():
+            raise FileNotFoundError(f"out_dir: shard {path} listed in the manifest is missing")
+        for rec in records.iter_records(path):
+            ex = records.decode_example(rec)
+            image = Image.open(io.BytesIO(ex["image/encoded"][0])).convert("RGB")
+            yield np.asarray(image, np.uint8), int(ex["image/class/label"][0])

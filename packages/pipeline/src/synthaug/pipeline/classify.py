@@ -114,7 +114,7 @@ def read_synthetic_arrays(out_dir, *, limit: int = 0, size: int | None = None):
     require_dir(out_dir, "synthetic data directory")
     images, labels = [], []
     for d in sample_dirs(out_dir):
-        for img, lab in data.read_synthetic(d).as_numpy_iterator():
+        for img, lab in data.iter_synthetic(d):
             images.append(img)
             labels.append(lab)
             if limit and len(labels) >= limit:

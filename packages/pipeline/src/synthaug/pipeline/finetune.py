@@ -122,6 +122,13 @@ def finetune(cfg, *, progress: bool = True, writer: MetricWriter | None = None) 
     Returns:
       The summary written to ``metrics.json`` (final loss, steps, wall time).
     """
+    return train_stage(cfg, progress=progress, writer=writer)[0]
+
+
+def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = None):
+    """:func:`finetune`, also returning the trained model: ``(summary, (diffusion config,
+    model, EMA params))`` — the EMA parameters are those the checkpoint holds, so a caller
+    that samples next (the demo) need not read them back."""
     from tqdm.auto import tqdm
 
     from synthaug import diffusion_core as dc
@@ -226,4 +233,4 @@ def finetune(cfg, *, progress: bool = True, writer: MetricWriter | None = None) 
         writer.close()
     else:
         writer.flush()
-    return summary
+    return summary, (dcfg, model, state.ema_params)

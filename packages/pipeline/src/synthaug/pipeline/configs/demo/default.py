@@ -56,16 +56,16 @@ def get_config(variant=None):
         c.classifier = dict(name="resnet_tiny", steps=150, batch_size=32, learning_rate=0.8)
     else:
         c.fast_compile = True
-        c.base = dict(preset="demo_base", steps=60, batch_size=16, learning_rate=4e-3)
-        c.sr = dict(preset="demo_sr", steps=30, batch_size=8, learning_rate=2e-3)
+        c.base = dict(preset="demo_base", steps=40, batch_size=16, learning_rate=4e-3)
+        c.sr = dict(preset="demo_sr", steps=20, batch_size=8, learning_rate=2e-3)
         c.sample = dict(
-            per_class=6,
+            per_class=4,
             shard_size=20,
             batch_size=20,
             base_steps=10,
             sr_steps=5,
             sweep_guidance=(1.0, 1.25, 3.0),
-            sweep_per_class=6,
+            sweep_per_class=4,
         )
         c.classifier = dict(name="resnet_tiny", steps=20, batch_size=16, learning_rate=0.8)
     c.sample.base_guidance = 1.25
