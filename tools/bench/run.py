@@ -90,7 +90,13 @@ def render_markdown(meta: dict, results: list[dict], errors: dict[str, str]) -> 
     lines = [
         "# synthaug benchmarks",
         "",
-        f"- date: {meta['date']}",
+        f"- date: {meta['date']}"
+        + (
+            f" (entries re-run then: {', '.join(meta['rerun']['entries'])}; the others measured "
+            f"{meta['rerun']['others_from']}; wall time = sum of the entries' times)"
+            if meta.get("rerun")
+            else ""
+        ),
         f"- machine: {meta['machine']}",
         f"- mode: {'quick' if meta['quick'] else 'full'}",
         f"- wall time: {meta.get('total_seconds', 0):.0f} s ("
@@ -123,10 +129,42 @@ def render_markdown(meta: dict, results: list[dict], errors: dict[str, str]) -> 
     return "\n".join(lines) + "\n"
 
 
+def _merge_previous(path: pathlib.Path, meta: dict, results: list[dict], entry_seconds: dict):
+    """With ``--only``: keep the other entries' results of an earlier run in the same mode.
+
+    Results with the names just measured replace the earlier ones; the rest are kept, and the
+    header says which entries were re-run and when the others were measured.
+    """
+    if not path.is_file():
+        return meta, results
+    old = json.loads(path.read_text())
+    if old.get("quick") != meta["quick"]:
+        return meta, results
+    names = {r["name"] for r in results}
+    kept = [r for r in old.get("results", []) if r["name"] not in names]
+    seconds = {**old.get("entry_seconds", {}), **entry_seconds}
+    meta = {
+        **meta,
+        "entry_seconds": seconds,
+        "total_seconds": round(sum(seconds.values()), 1),
+        "rerun": {
+            "entries": sorted(entry_seconds),
+            "others_from": old.get("rerun", {}).get("others_from", old["date"]),
+        },
+    }
+    return meta, kept + results
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="a smoke run (< 5 minutes)")
-    ap.add_argument("--only", nargs="*", default=None, help="entry names (bench_<name>.py)")
+    ap.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="entry names (bench_<name>.py); their results replace those in an existing "
+        "results.json of the same mode, the other entries' results are kept",
+    )
     ap.add_argument("--out", default=str(ROOT / "bench"))
     args = ap.parse_args(argv)
     entries = sorted(HERE.glob("bench_*.py"))
@@ -178,6 +216,8 @@ def main(argv=None) -> int:
         "total_seconds": round(time.perf_counter() - t_run, 1),
     }
     out_dir = pathlib.Path(args.out)
+    if args.only:
+        meta, results = _merge_previous(out_dir / "results.json", meta, results, entry_seconds)
     _atomic_write(
         out_dir / "results.json",
         json.dumps({**meta, "results": results, "errors": errors}, indent=2),
