@@ -1,7 +1,7 @@
 """The demo: the paper's pipeline at toy scale on the embedded digits, on a CPU.
 
 Variants: ``full`` (default, 7 min 3 s on 2 CPU cores) and ``quick`` (the integration tests'
-variant: fewer steps and images, XLA's compile-speed options; compilation dominates it; 86–99 s
+variant: fewer steps and images, XLA's compile-speed options; compilation dominates it; 63–99 s
 on 2 CPU cores). Each run writes the wall and CPU time of every stage into its report.
 
 The diffusion models are the v-predicting ``demo_base`` (a 16-channel 16×16 U-Net) and
