@@ -168,3 +168,18 @@ def test_mix_sizes_and_errors():
     assert {int(y) for _, y in only_syn.take(50).as_numpy_iterator()} == {1}
     with pytest.raises(ValueError, match="ratio"):
         d.mix(real, syn, ratio=1.5)
+
+
+def test_shard_without_its_sidecar_is_recounted_from_its_records(tmp_path):
+    out = tmp_path / "syn"
+    w = d.SyntheticShardWriter(out, shard_size=4, metadata=META)
+    w.write(*generated(0, 8))  # two complete shards, nothing buffered
+    del w  # killed before close()
+    (out / "synthetic-00001.tfrecord.json").unlink()
+    w = d.SyntheticShardWriter(out, shard_size=4, metadata=META)
+    assert w.resume_index == 8
+    w.write(*generated(8, 2))
+    manifest = w.close()
+    assert manifest["num_examples"] == 10
+    assert manifest["count_per_class"] == {"0": 2, "1": 2, "2": 2, "3": 2, "4": 2}
+    assert [y for _, y in d.iter_synthetic(out)] == generated(0, 10)[1].tolist()

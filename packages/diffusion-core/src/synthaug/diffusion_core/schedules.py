@@ -175,7 +175,6 @@ _SCHEDULES: dict[str, Callable[..., Array]] = {
 
 # The same formulas on NumPy arrays: ``discretize`` evaluates them in float64 without
 # dispatching JAX operations one by one (which costs about half a second per call).
-_NUMPY_IMPL: dict[str, Callable[..., np.ndarray]] = {"cosine": _cosine, "linear": _linear_beta}
 cosine_log_snr.numpy_fn = functools.partial(_cosine, np)
 linear_beta_log_snr.numpy_fn = functools.partial(_linear_beta, np)
 
@@ -193,7 +192,7 @@ def get_log_snr_fn(name: str, **kwargs) -> LogSNRFn:
         return fn(t, **kwargs)
 
     log_snr_fn.__name__ = f"{name}_log_snr"
-    log_snr_fn.numpy_fn = functools.partial(_NUMPY_IMPL[name], np, **kwargs)
+    log_snr_fn.numpy_fn = functools.partial(fn.numpy_fn, **kwargs)
     return log_snr_fn
 
 
