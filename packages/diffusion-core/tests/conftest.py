@@ -31,14 +31,24 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import pytest  # noqa: E402
-from diffusion_core_testutil import Setup  # noqa: E402
+from diffusion_core_testutil import Net, Setup, micro_base, micro_sr  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tiny_base():
-    return Setup("tiny_base", 4)
+    return Net("tiny_base", 4)
 
 
 @pytest.fixture(scope="session")
 def tiny_sr():
-    return Setup("tiny_sr", 2)
+    return Net("tiny_sr", 2)
+
+
+@pytest.fixture(scope="session")
+def micro():
+    return Setup(micro_base(), 4)
+
+
+@pytest.fixture(scope="session")
+def micro_sr_setup():
+    return Setup(micro_sr(), 2)

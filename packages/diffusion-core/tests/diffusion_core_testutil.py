@@ -5,10 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from synthaug.diffusion_core import (
+    abstract_params,
     create_train_state,
     get_preset,
     make_model,
     make_train_step,
+    param_path,
 )
 
 
@@ -31,25 +33,44 @@ def make_batch(config, batch_size: int, seed: int = 0, text_len: int = 6) -> dic
     return batch
 
 
-def randomize(params, seed: int = 0, scale: float = 0.2):
-    """Perturb every parameter randomly (zero-initialised layers made non-trivial).
+def random_params(config, seed: int = 0, scale: float = 0.2):
+    """Random parameters for a config's network, drawn in NumPy from its abstract shapes.
 
-    Done in NumPy: a jitted version would compile one random-number generator per leaf.
+    Normalisation scales are ``1 + scale * N(0, 1)``, everything else ``scale * N(0, 1)``
+    (so zero-initialised layers are non-trivial too). Nothing is compiled: the tests whose
+    subject is the network's function need no initialisation program.
     """
     r = np.random.default_rng(seed)
-    return jax.tree.map(
-        lambda p: jnp.asarray(np.asarray(p) + scale * r.standard_normal(p.shape), p.dtype),
-        params,
-    )
+
+    def draw(path, s):
+        centre = 1.0 if param_path(path).endswith("scale") else 0.0
+        return jnp.asarray(centre + scale * r.standard_normal(s.shape), s.dtype)
+
+    return jax.tree_util.tree_map_with_path(draw, abstract_params(config))
 
 
-class Setup:
+class _Network:
     def __init__(self, name_or_config, batch_size: int):
         if isinstance(name_or_config, str):
             name_or_config = get_preset(name_or_config)
         self.config = name_or_config
         self.model = make_model(self.config)
         self.batch = make_batch(self.config, batch_size)
+
+
+class Net(_Network):
+    """A network for forward-pass tests: config, model, a batch and random parameters."""
+
+    def __init__(self, name_or_config, batch_size: int):
+        super().__init__(name_or_config, batch_size)
+        self.params = random_params(self.config)
+
+
+class Setup(_Network):
+    """A network with a training state and its (lazily built) jitted train step."""
+
+    def __init__(self, name_or_config, batch_size: int):
+        super().__init__(name_or_config, batch_size)
         self.state = create_train_state(jax.random.key(0), self.model, self.config, self.batch)
         self._step = None
 
@@ -61,8 +82,9 @@ class Setup:
 
 
 def micro_base():
-    """A text-conditioned U-Net with the fewest ops (8x8, one level, one res block): for
-    tests whose subject is the training step's plumbing (sharding), not the network."""
+    """A text-conditioned U-Net with the fewest ops (8x8, one level, one res block) and the
+    flattened Adam: for tests whose subject is training (learning, sharding, checkpoints,
+    resuming), not the network."""
     config = get_preset("tiny_base")
     config.model.image_size = 8
     config.model.model_channels = 4
@@ -73,16 +95,42 @@ def micro_base():
     config.model.text_dim = 8
     config.model.text_token_dim = 8
     config.model.num_groups = 2
+    # Learns visibly within the 60 steps of the learning test.
+    config.optimizer.learning_rate = 1e-2
+    config.optimizer.warmup_steps = 5
+    config.optimizer.flatten = True  # fewer ops to compile
+    return config
+
+
+def micro_sr():
+    """A text-conditioned Efficient U-Net with the fewest ops (4->8, one block with
+    cross-attention): for tests of the super-resolution training step and fine-tuning."""
+    config = get_preset("tiny_sr")
+    m = config.model
+    m.image_size = 8
+    m.initial_channels = 4
+    m.block_channels = (4,)
+    m.num_res_blocks = (1,)
+    m.block_strides = (1,)
+    m.self_attention = (False,)
+    m.cross_attention = (True,)
+    m.num_heads = 1
+    m.embed_dim = 8
+    m.text_dim = 8
+    m.text_token_dim = 8
+    m.num_groups = 2
+    config.diffusion.lowres_size = 4
+    config.optimizer.flatten = True  # fewer ops to compile
     return config
 
 
 def resume_setup():
     """Model, config and a deterministic ``data(step)`` for the checkpoint/resume tests.
 
-    The shapes (tiny_base, batch 4, 6 text tokens) are those of the README example, so the
-    compiled training step is shared with it through the persistent compilation cache.
+    The network is :func:`micro_base` (the subject is the training loop, not the network):
+    the fewer ops and parameters, the quicker the compiles and the checkpoints.
     """
-    config = get_preset("tiny_base")
+    config = micro_base()
     model = make_model(config)
 
     def data(step: int) -> dict:

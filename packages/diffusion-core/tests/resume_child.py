@@ -1,4 +1,4 @@
-"""Child process of the resume test: train tiny_base, optionally block after a step.
+"""Child process of the resume test: train a micro U-Net, optionally block after a step.
 
     python resume_child.py CKPT_DIR NUM_STEPS [BLOCK_AFTER]
 

@@ -54,18 +54,8 @@ def test_save_every_keep_and_restore(tmp_path):
 
 def test_sigkill_and_resume_is_bit_identical(tmp_path, caplog):
     model, config, data = resume_setup()
-    # 20 steps straight. The step, compiled in a thread while the initialisation compiles, is
-    # the program the loop runs: it is compiled once.
-    jax.config.update("jax_log_compiles", True)  # globally: the context is thread-local
-    try:
-        with caplog.at_level(logging.WARNING):
-            straight, _ = train(model, config, data, num_steps=20)
-    finally:
-        jax.config.update("jax_log_compiles", False)
-    assert int(straight.step) == 20
-    compiles = [r for r in caplog.records if "Compiling jit(step_fn)" in r.getMessage()]
-    assert len(compiles) == 1, [r.getMessage()[:200] for r in compiles]
-    # 10 steps in a real process, killed with SIGKILL once checkpoint 10 is on disk.
+    # 10 steps in a real process, killed with SIGKILL once checkpoint 10 is on disk. It
+    # runs while this process trains the same model 20 steps straight.
     ckpt_dir = str(tmp_path / "ckpt")
     proc = subprocess.Popen(
         [sys.executable, os.path.join(HERE, "resume_child.py"), ckpt_dir, "20", "10"],
@@ -74,6 +64,17 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path, caplog):
         text=True,
     )
     try:
+        # 20 steps straight. The step, compiled in a thread while the initialisation
+        # compiles, is the program the loop runs: it is compiled once.
+        jax.config.update("jax_log_compiles", True)  # globally: the context is thread-local
+        try:
+            with caplog.at_level(logging.WARNING):
+                straight, _ = train(model, config, data, num_steps=20)
+        finally:
+            jax.config.update("jax_log_compiles", False)
+        assert int(straight.step) == 20
+        compiles = [r for r in caplog.records if "Compiling jit(step_fn)" in r.getMessage()]
+        assert len(compiles) == 1, [r.getMessage()[:200] for r in compiles]
         line = proc.stdout.readline()
         assert line.strip() == "READY 10", line
         proc.send_signal(signal.SIGKILL)

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from diffusion_core_testutil import make_batch, randomize
+from diffusion_core_testutil import make_batch, random_params
 
 from synthaug.diffusion_core import (
     EfficientUNet,
@@ -42,14 +42,14 @@ def _inputs(setup, batch=None):
 
 @pytest.fixture(scope="module")
 def base_apply(tiny_base):
-    params = randomize(tiny_base.state.params)
+    params = tiny_base.params
     fn = jax.jit(lambda p, a, k: tiny_base.model.apply({"params": p}, *a, **k))
     return params, fn
 
 
 @pytest.fixture(scope="module")
 def sr_apply(tiny_sr):
-    params = randomize(tiny_sr.state.params)
+    params = tiny_sr.params
     fn = jax.jit(lambda p, a, k: tiny_sr.model.apply({"params": p}, *a, **k))
     return params, fn
 
@@ -119,7 +119,7 @@ def test_efficient_unet_conditioning(tiny_sr, sr_apply):
 
 
 def test_shape_checks_name_the_input(tiny_base, tiny_sr):
-    p = tiny_base.state.params
+    p = tiny_base.params
     m = tiny_base.model
     (x, t, te, tm), _ = _inputs(tiny_base)
     with pytest.raises(ValueError, match="x"):
@@ -135,7 +135,7 @@ def test_shape_checks_name_the_input(tiny_base, tiny_sr):
     with pytest.raises(ValueError, match="lowres"):
         m.apply({"params": p}, x, t, te, tm, lowres=x, aug_level=t)
     (x, t, te, tm), kw = _inputs(tiny_sr)
-    ps = tiny_sr.state.params
+    ps = tiny_sr.params
     with pytest.raises(ValueError, match="lowres"):
         tiny_sr.model.apply({"params": ps}, x, t, te, tm)
     with pytest.raises(ValueError, match="lowres"):
@@ -221,7 +221,7 @@ def test_remat_does_not_change_the_function():
     m2 = make_model(ml_collections.ConfigDict({**base, "remat": True}))
     x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
     t = jnp.array([0.2, 0.7])
-    params = randomize(jax.jit(m1.init)(jax.random.key(1), x, t)["params"])
+    params = random_params(ml_collections.ConfigDict(base), seed=1)
 
     def loss(model, p):
         return jnp.sum(model.apply({"params": p}, x, t) ** 2)

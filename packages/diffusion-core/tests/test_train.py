@@ -3,7 +3,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from diffusion_core_testutil import Setup, micro_base
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -22,8 +21,8 @@ def _equal(a, b) -> bool:
     )
 
 
-def test_train_step_learns_and_updates_ema(tiny_base):
-    s = tiny_base
+def test_train_step_learns_and_updates_ema(micro):
+    s = micro
     state0 = s.state
     probe = jax.random.key(123)
     _, m0 = s.step(state0, s.batch, probe)
@@ -47,16 +46,16 @@ def test_train_step_learns_and_updates_ema(tiny_base):
     assert not _equal(state.ema_params, state.params)
 
 
-def test_non_finite_loss_leaves_state_untouched(tiny_base):
-    s = tiny_base
+def test_non_finite_loss_leaves_state_untouched(micro):
+    s = micro
     bad = dict(s.batch, image=s.batch["image"].at[0, 0, 0, 0].set(jnp.nan))
     new, metrics = s.step(s.state, bad, jax.random.key(0))
     assert not bool(metrics["finite"])
     assert _equal(new, s.state)
 
 
-def test_step_on_a_batch_sharded_over_a_mesh():
-    s = Setup(micro_base(), 4)
+def test_step_on_a_batch_sharded_over_a_mesh(micro):
+    s = micro
     assert len(jax.devices()) >= 4
     mesh = Mesh(np.array(jax.devices()[:4]), ("data",))
     batch = jax.device_put(s.batch, NamedSharding(mesh, P("data")))
@@ -68,8 +67,8 @@ def test_step_on_a_batch_sharded_over_a_mesh():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_sr_train_step(tiny_sr):
-    s = tiny_sr
+def test_sr_train_step(micro_sr_setup):
+    s = micro_sr_setup
     new, metrics = s.step(s.state, s.batch, jax.random.key(0))
     assert bool(metrics["finite"]) and float(metrics["loss"]) > 0
     assert int(new.step) == 1
@@ -120,3 +119,35 @@ def test_gradient_clipping():
     with pytest.raises(ValueError, match="optimizer.name"):
         cfg.optimizer.name = "sgd"
         make_optimizer(cfg)
+
+
+def test_flattened_adam_is_the_per_array_update():
+    cfg = get_preset("tiny_base")
+    cfg.optimizer.grad_clip = 0.5
+    cfg.optimizer.warmup_steps = 1
+    cfg.optimizer.flatten = True
+    r = np.random.default_rng(0)
+    params = {"a": {"w": jnp.asarray(r.normal(size=(3, 4)), jnp.float32)}, "b": jnp.zeros(5)}
+    flat_tx = make_optimizer(cfg)
+    cfg.optimizer.flatten = False
+    tree_tx = make_optimizer(cfg)
+    sf, st = flat_tx.init(params), tree_tx.init(params)
+    assert len(jax.tree.leaves(sf)) < len(jax.tree.leaves(st))
+    for scale in (1.0, 1.0, 0.02):  # global norms about 4, 4 (clipped to 0.5) and 0.08
+        g = jax.tree.map(
+            lambda p, s=scale: jnp.asarray(s * r.normal(size=p.shape), p.dtype), params
+        )
+        uf, sf = flat_tx.update(g, sf, params)
+        ut, st = tree_tx.update(g, st, params)
+        for a, b in zip(jax.tree.leaves(uf), jax.tree.leaves(ut), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+    # Adafactor is never flattened: it factors the second moment of each matrix.
+    cfg.optimizer.flatten = True
+    cfg.optimizer.name = "adafactor"
+    state = make_optimizer(cfg).init(params)
+    factored = [
+        x
+        for x in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, optax.FactoredState))
+        if isinstance(x, optax.FactoredState)
+    ]
+    assert factored and factored[0].v["a"]["w"].shape == (3, 4)  # per array, not flat

@@ -110,7 +110,9 @@ def make_optimizer(config) -> optax.GradientTransformation:
 
     Gradients are clipped by global norm (``grad_clip``), the learning rate follows
     :func:`learning_rate_schedule`; parameters matching ``config.train.freeze`` get zero
-    updates (and no optimizer state).
+    updates (and no optimizer state). With ``flatten``, clipping and Adam run on one vector
+    of all trainable parameters (``optax.flatten``: the same update up to rounding, in far
+    fewer ops, so a faster compilation); Adafactor is never flattened.
     """
     opt = config.optimizer
     lr = learning_rate_schedule(config)
@@ -128,10 +130,15 @@ def make_optimizer(config) -> optax.GradientTransformation:
         )
     else:
         raise ValueError(f"optimizer.name must be 'adam' or 'adafactor', got {name!r}")
+    # Adafactor factors each matrix's second moment: a flat vector has no matrices, so it is
+    # never flattened (``flatten`` changes the speed of compilation, not the algorithm).
+    flatten = bool(opt.get("flatten", False)) and name == "adam"
     parts = []
     if opt.grad_clip:
         parts.append(optax.clip_by_global_norm(float(opt.grad_clip)))
     tx = optax.chain(*parts, base)
+    if flatten:
+        tx = optax.flatten(tx)
     freeze = tuple(config.train.get("freeze", ()) or ())
     if freeze:
         tx = optax.multi_transform(
