@@ -46,6 +46,25 @@ def test_train_step_learns_and_updates_ema(micro):
     assert not _equal(state.ema_params, state.params)
 
 
+def test_initial_state_is_the_model_initialisation(micro):
+    # create_train_state is one program (parameters, EMA, optimizer state); the parameters
+    # are those of model.init on the first example of the batch.
+    x = micro.batch["image"][:1]
+    params = jax.jit(micro.model.init)(
+        jax.random.key(0),
+        x,
+        jnp.zeros((1,)),
+        micro.batch["text_emb"][:1],
+        micro.batch["text_mask"][:1],
+    )["params"]
+    state = micro.state
+    assert int(state.step) == 0
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(state.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert _equal(state.ema_params, state.params)
+    assert all(float(jnp.abs(x).max()) == 0.0 for x in jax.tree.leaves(state.opt_state))
+
+
 def test_non_finite_loss_leaves_state_untouched(micro):
     s = micro
     bad = dict(s.batch, image=s.batch["image"].at[0, 0, 0, 0].set(jnp.nan))
