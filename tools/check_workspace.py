@@ -27,14 +27,17 @@ import tomllib
 
 # The DAG of DESIGN.md: for each package, the synthaug packages it may depend on.
 ALLOWED_DEPS: dict[str, set[str]] = {
-    "diffusion-core": set(),
-    "samplers": {"diffusion-core"},
-    "text-encoder": set(),
-    "classifiers": set(),
-    "metrics": set(),
-    "imagenet-data": set(),
-    "tpu-launch": set(),
+    # The shared I/O leaf: every other package may depend on it, it on none.
+    "io": set(),
+    "diffusion-core": {"io"},
+    "samplers": {"diffusion-core", "io"},
+    "text-encoder": {"io"},
+    "classifiers": {"io"},
+    "metrics": {"io"},
+    "imagenet-data": {"io"},
+    "tpu-launch": {"io"},
     "pipeline": {
+        "io",
         "diffusion-core",
         "samplers",
         "text-encoder",
