@@ -88,3 +88,32 @@ def test_checkpointer_roundtrip_and_missing(tmp_path):
     assert int(restored.step) == 7 and meta == {"history": []}
     jax.tree_util.tree_map(np.testing.assert_array_equal, restored.params, state.params)
     assert type(restored) is type(state)
+
+
+def test_diverging_learning_rate_raises_and_keeps_the_last_finite_checkpoint(tmp_path):
+    from synthaug.classifiers import (
+        NonFiniteLossError,
+        create_train_state,
+        fit,
+        model_from_config,
+    )
+
+    from ._tiny import micro_config, toy_data
+
+    images, labels = toy_data(64)
+    cfg = micro_config(epochs=3, checkpoint_every_steps=2, base_lr=1e5, warmup_epochs=0.0)
+    with pytest.raises(NonFiniteLossError, match=r"diverged at step (\d+): loss=nan") as err:
+        fit(cfg, images, labels, rng=jax.random.key(0), checkpoint_dir=tmp_path / "ckpt")
+    bad = err.value.step
+    assert 2 <= bad < 24 and err.value.last_saved == bad // 2 * 2
+    assert f"the checkpoints keep step {err.value.last_saved}" in str(err.value)
+    ck = Checkpointer(tmp_path / "ckpt")
+    # No checkpoint at or after the diverged step; the newest one is finite.
+    assert ck.all_steps() and max(ck.all_steps()) == err.value.last_saved <= bad
+    cfg.train_examples = 64
+    template = create_train_state(model_from_config(cfg), cfg, jax.random.key(0))
+    state, _ = ck.restore(template)
+    ck.close()
+    assert int(state.step) == err.value.last_saved
+    for leaf in jax.tree_util.tree_leaves((state.params, state.batch_stats, state.opt_state)):
+        assert np.isfinite(np.asarray(leaf)).all()

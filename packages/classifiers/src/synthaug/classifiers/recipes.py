@@ -22,6 +22,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGENET_TRAIN_EXAMPLES = 1_281_167
 
 OPTIMIZERS = ("sgd", "adamw")
+WEIGHT_DECAY_SCALES = ("lr", "schedule")
+MIXUP_MODES = ("timm", "big_vision")
 SCHEDULES = ("cosine", "step", "constant")
 AUGMENTS = ("none", "flip", "pad_crop", "pad_crop_flip")
 
@@ -45,15 +47,19 @@ def _base(**kw) -> ml_collections.ConfigDict:
     c.adam_b1 = 0.9
     c.adam_b2 = 0.999
     c.adam_eps = 1e-8
+    c.adam_mu_dtype = ""  # "" = the parameters' dtype; big_vision: "bfloat16"
+    c.weight_decay_scale = "lr"  # adamw: decay x lr(t) ("lr") or x lr(t)/peak ("schedule")
     c.weight_decay = 1e-4
     c.schedule = "cosine"
     c.warmup_epochs = 5.0
+    c.warmup_steps = 0  # > 0 overrides warmup_epochs
     c.min_lr = 0.0
     c.step_boundaries = (30, 60, 80)  # epochs, for schedule="step" (x0.1 each)
     c.grad_clip_norm = 0.0  # 0 = off
     c.label_smoothing = 0.0
     c.augment = "none"  # on-device crop/flip for uint8 inputs
     c.randaugment = ml_collections.ConfigDict(dict(num_layers=0, magnitude=9.0, magnitude_std=0.5))
+    c.mixup_mode = "timm"  # "timm": Mixup/CutMix with the reversed batch; "big_vision"
     c.mixup_alpha = 0.0
     c.cutmix_alpha = 0.0
     c.mixup_prob = 1.0
@@ -241,5 +247,19 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             raise ValueError(f"config.{key} must be >= 1, got {config[key]!r}")
     if len(config.mean) != 3 or len(config.std) != 3:
         raise ValueError(f"config.mean/std must have 3 values, got {config.mean}, {config.std}")
+    if config.get("weight_decay_scale", "lr") not in WEIGHT_DECAY_SCALES:
+        raise ValueError(
+            f"config.weight_decay_scale must be one of {WEIGHT_DECAY_SCALES}, got "
+            f"{config.weight_decay_scale!r}"
+        )
+    if config.get("mixup_mode", "timm") not in MIXUP_MODES:
+        raise ValueError(
+            f"config.mixup_mode must be one of {MIXUP_MODES}, got {config.mixup_mode!r}"
+        )
+    if config.get("adam_mu_dtype", "") not in ("", "float32", "bfloat16"):
+        raise ValueError(
+            f"config.adam_mu_dtype must be '', 'float32' or 'bfloat16', got "
+            f"{config.adam_mu_dtype!r}"
+        )
     if config.dtype not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"config.dtype must be float32/bfloat16/float16, got {config.dtype!r}")
