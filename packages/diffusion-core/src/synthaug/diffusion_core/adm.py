@@ -102,9 +102,9 @@ class _MLPEmbedding(nn.Module):
             feats
         )
         h = activation_fn(self.activation)(h)
-        return nn.Dense(self.features, dtype=self.dtype, param_dtype=self.param_dtype, name="dense_1")(
-            h
-        )
+        return nn.Dense(
+            self.features, dtype=self.dtype, param_dtype=self.param_dtype, name="dense_1"
+        )(h)
 
 
 class _ResBlock(nn.Module):
@@ -378,9 +378,9 @@ class ADMUNet(nn.Module):
             if aug_level is None:
                 raise ValueError("this super-resolution model needs aug_level [B]")
             steps = jnp.round(jnp.asarray(aug_level, jnp.float32) * self.num_timesteps)
-            emb = emb + _MLPEmbedding(emb_dim, freq_dim, self.activation, dt, pdt, name="aug_embed")(
-                steps
-            )
+            emb = emb + _MLPEmbedding(
+                emb_dim, freq_dim, self.activation, dt, pdt, name="aug_embed"
+            )(steps)
         text = None
         if self.text_dim is not None:
             if text_emb is None or text_emb.ndim != 3 or text_emb.shape[-1] != self.text_dim:
@@ -391,7 +391,9 @@ class ADMUNet(nn.Module):
             )
             text = text_emb.astype(dt)
             if self.text_channels and self.text_channels != self.text_dim:
-                text = nn.Dense(self.text_channels, dtype=dt, param_dtype=pdt, name="text_proj")(text)
+                text = nn.Dense(self.text_channels, dtype=dt, param_dtype=pdt, name="text_proj")(
+                    text
+                )
         if self.efficient_activation:
             emb = act(emb)
         if self.lowres_channels:
@@ -448,7 +450,9 @@ class ADMUNet(nn.Module):
                 if self.resblock_updown:
                     h = res(ch, down=True, name=f"down_{level}_downsample")(h, emb)
                 else:
-                    h = Downsample(ch, dtype=dt, param_dtype=pdt, name=f"down_{level}_downsample")(h)
+                    h = Downsample(ch, dtype=dt, param_dtype=pdt, name=f"down_{level}_downsample")(
+                        h
+                    )
                 ds *= 2
                 skips.append(h)
 

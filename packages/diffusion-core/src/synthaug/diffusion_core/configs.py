@@ -236,8 +236,6 @@ def tiny_sr() -> ml_collections.ConfigDict:
     return cfg
 
 
-
-
 def _pretrained_config(model: dict, *, schedule: str, lowres_size: int = 0):
     cfg = _config(
         {"kind": "adm", **model},

@@ -34,9 +34,10 @@ def _limit(names, n: int = 8) -> str:
 class _Mapper:
     """Collects ``target path -> (transform, source keys)`` rules and applies them strictly."""
 
-    def __init__(self, source: Mapping[str, np.ndarray], what: str):
+    def __init__(self, source: Mapping[str, np.ndarray], what: str, config):
         self.src = {k: np.asarray(v) for k, v in source.items()}
         self.what = what
+        self.expected = traverse_util.flatten_dict(dict(abstract_params(config)), sep="/")
         self.rules: dict[str, tuple[Callable[..., np.ndarray], tuple[str, ...]]] = {}
 
     def add(self, target: str, fn, *keys: str) -> None:
@@ -74,12 +75,12 @@ class _Mapper:
         self.dense(f"{tgt}/emb_proj", f"{src}.{names['emb_proj']}")
         self.norm(f"{tgt}/norm_1", f"{src}.{names['norm_1']}")
         self.conv(f"{tgt}/conv_1", f"{src}.{names['conv_1']}")
-        if f"{src}.{names['skip']}.weight" in self.src:
+        if f"{tgt}/skip/kernel" in self.expected:
             self.conv(f"{tgt}/skip", f"{src}.{names['skip']}")
 
     # Application -------------------------------------------------------------------------
-    def apply(self, config) -> dict:
-        expected = traverse_util.flatten_dict(dict(abstract_params(config)), sep="/")
+    def apply(self) -> dict:
+        expected = self.expected
         missing = sorted(set(expected) - set(self.rules))
         extra = sorted(set(self.rules) - set(expected))
         if missing or extra:
@@ -153,7 +154,7 @@ def convert_adm_state_dict(
     m = _model_section(config)
     mc = m.model_channels
     mult, nrb = _structure(m)
-    mp = _Mapper(state_dict, "ADM state dict")
+    mp = _Mapper(state_dict, "ADM state dict", config)
 
     def attn(tgt, src, ch, upsample=False):
         heads = _heads(m, ch, upsample)
@@ -213,7 +214,7 @@ def convert_adm_state_dict(
             n += 1
     mp.norm("norm_out", "out.0")
     mp.conv("conv_out", "out.2")
-    return mp.apply(config)
+    return mp.apply()
 
 
 _IF_RES = {
@@ -240,7 +241,7 @@ def convert_if_state_dict(state_dict: Mapping[str, np.ndarray], config) -> dict:
     mc = m.model_channels
     mult, nrb = _structure(m)
     levels = len(mult)
-    mp = _Mapper(state_dict, "IF state dict")
+    mp = _Mapper(state_dict, "IF state dict", config)
     self_attn = m.get("self_attention", True)
 
     def attn(tgt, src, ch):
@@ -277,7 +278,7 @@ def convert_if_state_dict(state_dict: Mapping[str, np.ndarray], config) -> dict:
     if m.get("aug_embedding", False):
         mp.dense("aug_embed/dense_0", "class_embedding.linear_1")
         mp.dense("aug_embed/dense_1", "class_embedding.linear_2")
-    if "encoder_hid_proj.weight" in state_dict:
+    if "text_proj/kernel" in mp.expected:
         mp.dense("text_proj", "encoder_hid_proj")
     pool_heads = m.text_pool_heads
     mp.norm("text_pool/norm_in", "add_embedding.norm1")
@@ -313,4 +314,4 @@ def convert_if_state_dict(state_dict: Mapping[str, np.ndarray], config) -> dict:
             ds //= 2
     mp.norm("norm_out", "conv_norm_out")
     mp.conv("conv_out", "conv_out")
-    return mp.apply(config)
+    return mp.apply()
