@@ -14,7 +14,6 @@ import pathlib
 import jax
 import numpy as np
 import pytest
-from flax import traverse_util
 
 from synthaug import diffusion_core as dc
 from synthaug.diffusion_core.convert import convert_adm_state_dict, convert_if_state_dict
@@ -41,9 +40,10 @@ def test_adm_converter_names_missing_and_unexpected_keys():
 
 
 def test_if_converter_rejects_wrong_config():
-    # An ADM preset has no text path: the IF rules name parameters the model lacks.
-    with pytest.raises(ValueError, match="no parameter for .*text_pool"):
+    with pytest.raises(ValueError, match="IF weights need a text-conditioned adm preset"):
         convert_if_state_dict({}, dc.get_preset("tiny_adm"))
+    with pytest.raises(ValueError, match="ADM weights need"):
+        convert_adm_state_dict({}, dc.get_preset("tiny_if"))
 
 
 def test_adm_forward_shapes_and_labels_required():

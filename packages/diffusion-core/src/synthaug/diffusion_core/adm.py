@@ -39,7 +39,6 @@ import jax.numpy as jnp
 
 from synthaug.diffusion_core.layers import (
     Downsample,
-    GroupNorm,
     Upsample,
     sinusoidal_embedding,
 )

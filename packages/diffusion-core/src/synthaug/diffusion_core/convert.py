@@ -152,6 +152,8 @@ def convert_adm_state_dict(
     if attention_order not in ("new", "legacy"):
         raise ValueError(f"attention_order must be 'new' or 'legacy', got {attention_order!r}")
     m = _model_section(config)
+    if m.get("kind") != "adm" or m.get("text_dim") is not None:
+        raise ValueError("ADM weights need a class- or unconditional adm preset (adm_64, ...)")
     mc = m.model_channels
     mult, nrb = _structure(m)
     mp = _Mapper(state_dict, "ADM state dict", config)
@@ -238,6 +240,8 @@ def convert_if_state_dict(state_dict: Mapping[str, np.ndarray], config) -> dict:
       ValueError: a missing, unexpected or mis-shaped tensor (one line naming them).
     """
     m = _model_section(config)
+    if m.get("kind") != "adm" or m.get("text_dim") is None:
+        raise ValueError("IF weights need a text-conditioned adm preset (if_i_xl, tiny_if, ...)")
     mc = m.model_channels
     mult, nrb = _structure(m)
     levels = len(mult)
