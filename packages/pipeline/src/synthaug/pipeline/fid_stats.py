@@ -80,6 +80,8 @@ def fid_stats_schema() -> ml_collections.ConfigDict:
     # PIL decoding threads.
     c.workers = 8
     c.hardware = ""
+    # The FID the paper reports against these statistics.
+    c.paper = ml_collections.ConfigDict({"fid": -1.0, "note": ""})
     return c
 
 
