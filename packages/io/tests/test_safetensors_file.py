@@ -56,7 +56,10 @@ def test_damaged_files_are_named(tmp_path, st_file):
     for name, blob in cases.items():
         path = tmp_path / f"{name}.safetensors"
         path.write_bytes(blob)
-        with pytest.raises(WeightsFileError, match=rf"{name}\.safetensors: not a valid"):
+        with pytest.raises(
+            WeightsFileError,
+            match=rf"{name}\.safetensors: not a safetensors file, or a damaged or truncated",
+        ):
             read_safetensors(path)
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):
         read_safetensors(tmp_path / "missing.safetensors")

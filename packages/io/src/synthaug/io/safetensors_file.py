@@ -40,7 +40,9 @@ class SafetensorsFile:
             self._handle = self._file.__enter__()
             self._names = list(self._handle.keys())
         except SafetensorError as e:
-            raise WeightsFileError(f"{self.path}: not a valid safetensors file ({e})") from None
+            raise WeightsFileError(
+                f"{self.path}: not a safetensors file, or a damaged or truncated one ({e})"
+            ) from None
 
     def __enter__(self) -> SafetensorsFile:
         return self
