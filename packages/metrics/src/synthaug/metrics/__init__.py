@@ -9,7 +9,11 @@ eigendecompositions.
 
 from importlib import metadata as _metadata
 
-from synthaug.metrics.frechet import frechet_distance, trace_sqrt_product
+from synthaug.metrics.frechet import (
+    IndefiniteCovarianceError,
+    frechet_distance,
+    trace_sqrt_product,
+)
 from synthaug.metrics.inception import (
     FID_WEIGHTS_FILENAME,
     FIDInception,
@@ -43,6 +47,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree
 __all__ = [
     "FIDInception",
     "FID_WEIGHTS_FILENAME",
+    "IndefiniteCovarianceError",
     "ReferenceBatch",
     "RunningStats",
     "StateDictError",

@@ -4,6 +4,7 @@
     synthaug sample           --config paper/sample_final --config.out_dir=/data/synthetic
     synthaug train-classifier --config paper/resnet50:mixed
     synthaug evaluate         --config paper/evaluate_fid
+    synthaug fid-stats        --config paper/fid_stats:val256 --config.out=val256.npz
     synthaug report           --config.inputs=run1,run2 --config.out=report.md
     synthaug demo             --out demo_out [--quick]
     synthaug configs          # list the configs shipped with the package
@@ -35,6 +36,7 @@ _STAGE_HELP = {
     "evaluate": "FID, Inception Score, CAS and accuracy",
     "report": "a Markdown report of finished stages",
     "demo": "the whole pipeline on the embedded digits data, on a CPU",
+    "fid-stats": "FID reference statistics of a real ImageNet split (ADM's preprocessing and .npz)",
 }
 
 
