@@ -2,7 +2,7 @@
 
 from importlib import metadata as _metadata
 
-from synthaug.diffusion_core.checkpoint import Checkpointer, load_params
+from synthaug.diffusion_core.checkpoint import load_params
 from synthaug.diffusion_core.configs import (
     PRESETS,
     abstract_params,
@@ -14,8 +14,10 @@ from synthaug.diffusion_core.configs import (
 from synthaug.diffusion_core.diffusion import (
     PREDICTION_TYPES,
     augment_lowres,
+    check_prediction_type,
     diffusion_loss,
     drop_text,
+    eps_and_x0,
     predict_x0_eps,
     prediction_target,
     q_sample,
@@ -62,7 +64,6 @@ __all__ = [
     "LOG_SNR_MIN",
     "PREDICTION_TYPES",
     "PRESETS",
-    "Checkpointer",
     "DiscreteSchedule",
     "EfficientUNet",
     "MergeReport",
@@ -73,12 +74,14 @@ __all__ = [
     "alpha_sigma",
     "alpha_squared",
     "augment_lowres",
+    "check_prediction_type",
     "cosine_log_snr",
     "create_train_state",
     "diffusion_loss",
     "discretize",
     "drop_text",
     "ema_update",
+    "eps_and_x0",
     "freeze_labels",
     "get_log_snr_fn",
     "get_preset",
