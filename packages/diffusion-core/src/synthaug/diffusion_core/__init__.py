@@ -2,7 +2,7 @@
 
 from importlib import metadata as _metadata
 
-from synthaug.diffusion_core.checkpoint import Checkpointer, load_params
+from synthaug.diffusion_core.checkpoint import load_params
 from synthaug.diffusion_core.configs import (
     PRESETS,
     abstract_params,
@@ -62,7 +62,6 @@ __all__ = [
     "LOG_SNR_MIN",
     "PREDICTION_TYPES",
     "PRESETS",
-    "Checkpointer",
     "DiscreteSchedule",
     "EfficientUNet",
     "MergeReport",

@@ -9,7 +9,11 @@ eigendecompositions.
 
 from importlib import metadata as _metadata
 
-from synthaug.metrics.frechet import frechet_distance, trace_sqrt_product
+from synthaug.metrics.frechet import (
+    IndefiniteCovarianceError,
+    frechet_distance,
+    trace_sqrt_product,
+)
 from synthaug.metrics.inception import (
     FID_WEIGHTS_FILENAME,
     FIDInception,
@@ -20,7 +24,6 @@ from synthaug.metrics.inception import (
     make_feature_fn,
     resize_bilinear,
 )
-from synthaug.metrics.pth import PthFormatError, read_torch_state_dict
 from synthaug.metrics.random_weights import random_state_dict
 from synthaug.metrics.reference import (
     ReferenceBatch,
@@ -44,7 +47,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree
 __all__ = [
     "FIDInception",
     "FID_WEIGHTS_FILENAME",
-    "PthFormatError",
+    "IndefiniteCovarianceError",
     "ReferenceBatch",
     "RunningStats",
     "StateDictError",
@@ -59,7 +62,6 @@ __all__ = [
     "make_feature_fn",
     "precision_recall",
     "random_state_dict",
-    "read_torch_state_dict",
     "reference_statistics",
     "resize_bilinear",
     "save_reference_npz",

@@ -4,6 +4,7 @@
     synthaug sample           --config paper/sample_final --config.out_dir=/data/synthetic
     synthaug train-classifier --config paper/resnet50:mixed
     synthaug evaluate         --config paper/evaluate:val256
+    synthaug fid-stats        --config paper/fid_stats:val256 --config.out=val256.npz
     synthaug report           --config.inputs=run1,run2 --config.out=report.md
     synthaug demo             --out demo_out [--quick]
     synthaug configs          # list the configs shipped with the package
@@ -44,6 +45,7 @@ _STAGE_HELP = {
     "evaluate": "FID, Inception Score, CAS and accuracy",
     "report": "a Markdown report of finished stages",
     "demo": "the whole pipeline on the embedded digits data, on a CPU",
+    "fid-stats": "FID reference statistics of a real ImageNet split (ADM's preprocessing and .npz)",
 }
 
 _OVERRIDE_HELP = """\
@@ -59,10 +61,11 @@ overrides (the syntax of ml_collections.config_flags):
 _EXAMPLE = {
     "finetune": "train.num_steps=1000",
     "sample": "base.guidance=1.25",
-    "train-classifier": "classifier.epochs=10",
+    "train-classifier": "recipe.epochs=10",
     "evaluate": "num_samples=10000",
     "report": "title=Runs",
     "demo": "sample.per_class=10",
+    "fid-stats": "num_images=1000",
 }
 
 
