@@ -8,6 +8,7 @@
     synthaug report           --config.inputs=run1,run2 --config.out=report.md
     synthaug demo             --out demo_out [--quick]
     synthaug configs          # list the configs shipped with the package
+    synthaug import-weights   --from adm|deepfloyd-if SRC --out DIR [--preset NAME]
     synthaug STAGE --help     # the override syntax and every key of the stage's config
 
 Configs (the syntax of ml_collections.config_flags):
@@ -17,8 +18,7 @@ Configs (the syntax of ml_collections.config_flags):
   --config.flag                        a bool key alone is set true
 A value is parsed as the type the key has: strings verbatim, bools from true/false/1/0,
 numbers and tuples as Python literals (a tuple also as a comma-separated list: a,b,c).
-An unknown key is an error. A run directory belongs to one run: a config that differs
-from the one that made it is refused unless --config.overwrite=true.
+An unknown key is an error.
 
 Bad input (an unknown config key, a missing checkpoint or data directory, an unknown class
 name, an output path that cannot be written) is reported in one line on stderr with exit
@@ -134,6 +134,14 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
             s.add_argument("--out", default=None, help="the Markdown file to write")
             s.add_argument("inputs", nargs="*", help="workdirs of finished stages")
     sub.add_parser("configs", help="list the configs shipped with the package")
+    imp = sub.add_parser(
+        "import-weights",
+        help="convert pretrained ADM / DeepFloyd IF weights into a synthaug checkpoint",
+    )
+    imp.add_argument("--from", dest="source", required=True, help="adm or deepfloyd-if")
+    imp.add_argument("src", help="weights file (.pt, .bin, .safetensors) or diffusers directory")
+    imp.add_argument("--out", required=True, help="output directory (checkpoints/, model.json)")
+    imp.add_argument("--preset", default=None, help="diffusion-core preset of the weights")
     return p, subs
 
 
@@ -173,6 +181,12 @@ def _run(argv: Sequence[str]) -> int:
 
     if args.command == "configs":
         print("\n".join(config_lib.list_configs()))
+        return 0
+    if args.command == "import-weights":
+        from synthaug.pipeline.pretrained import import_weights
+
+        info = import_weights(args.source, args.src, args.out, preset=args.preset)
+        print(f"wrote {args.out}: {info['preset']}, {info['num_params']} parameters")
         return 0
     stage = args.command
     spec = args.config

@@ -6,8 +6,10 @@ file is written to a temporary name, then renamed), re-exported for the stages.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
+from typing import Any
 
 from synthaug.io import atomic_dir, atomic_path, write_json, write_text
 from synthaug.pipeline.errors import MissingPathError
