@@ -130,7 +130,9 @@ def test_fit_rejects_bad_inputs():
 def _global_relative_error(a, b) -> float:
     """``|a - b| / |a|`` over every leaf of two pytrees together."""
     la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-    num = sum(float(np.sum((np.asarray(x) - np.asarray(y)) ** 2)) for x, y in zip(la, lb))
+    num = sum(
+        float(np.sum((np.asarray(x) - np.asarray(y)) ** 2)) for x, y in zip(la, lb, strict=True)
+    )
     return (num / sum(float(np.sum(np.asarray(x) ** 2)) for x in la)) ** 0.5
 
 

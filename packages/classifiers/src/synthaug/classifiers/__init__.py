@@ -12,7 +12,7 @@ from synthaug.classifiers.augment import (
     random_flip,
     random_pad_crop,
 )
-from synthaug.classifiers.checkpoint import Checkpointer
+from synthaug.classifiers.checkpoint import CONFIG_FILE, load_classifier, save_classifier
 from synthaug.classifiers.conv import KERNEL_GRAD_MODES, conv_general_dilated
 from synthaug.classifiers.evaluate import evaluate, predict_features
 from synthaug.classifiers.fit import NonFiniteLossError, epoch_permutation, fit, fit_stream
@@ -35,11 +35,13 @@ from synthaug.classifiers.preprocess import prepare_images
 from synthaug.classifiers.recipes import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    base_config,
     deit_recipe,
     demo_recipe,
     peak_learning_rate,
     resnet_recipe,
     validate_config,
+    vit_recipe,
 )
 from synthaug.classifiers.resnet import ResNet
 from synthaug.classifiers.state import TrainState, create_train_state, model_from_config
@@ -68,12 +70,13 @@ __all__ = [
     "NonFiniteLossError",
     "RANDAUGMENT_OPS",
     "CheckpointFormatError",
-    "Checkpointer",
+    "CONFIG_FILE",
     "ResNet",
     "TrainState",
     "VisionTransformer",
     "conv_general_dilated",
     "convert_state_dict",
+    "base_config",
     "count_params",
     "create_train_state",
     "default_image_size",
@@ -88,6 +91,7 @@ __all__ = [
     "init_shapes",
     "learning_rate_schedule",
     "load_state_dict",
+    "load_classifier",
     "load_torch_weights",
     "local_batch_size",
     "make_eval_step",
@@ -109,7 +113,9 @@ __all__ = [
     "read_pth",
     "read_safetensors",
     "resnet_recipe",
+    "save_classifier",
     "shard_batch",
     "validate_config",
+    "vit_recipe",
     "weight_decay_mask",
 ]

@@ -20,7 +20,6 @@ import numpy as np
 from jax.sharding import Mesh
 
 from synthaug.classifiers import parallel
-from synthaug.classifiers.checkpoint import Checkpointer
 from synthaug.classifiers.evaluate import (
     check_images,
     check_label_range,
@@ -32,6 +31,7 @@ from synthaug.classifiers.evaluate import (
 from synthaug.classifiers.optim import steps_per_epoch_of, total_steps
 from synthaug.classifiers.state import TrainState, create_train_state, model_from_config
 from synthaug.classifiers.steps import make_eval_step, make_train_step
+from synthaug.io.checkpoint import Checkpointer
 
 __all__ = ["NonFiniteLossError", "epoch_permutation", "fit", "fit_stream"]
 
@@ -317,12 +317,12 @@ def _train_loop(
     ckpt = None
     last_saved = None
     if checkpoint_dir is not None:
-        ckpt = Checkpointer(checkpoint_dir, max_to_keep=int(config.checkpoint_max_to_keep))
-        last_saved = ckpt.latest_step()
-        if last_saved is not None:
-            state, meta = ckpt.restore(state)
-            history = list(meta.get("history", []))
-            logger.info("resumed from %s at step %d", checkpoint_dir, int(state.step))
+        ckpt = Checkpointer(checkpoint_dir, keep=int(config.checkpoint_max_to_keep))
+        if ckpt.latest_step() is not None:
+            state = ckpt.restore(target=state)
+            last_saved = ckpt.restored_step
+            history = list(ckpt.metadata().get("history", []))
+            logger.info("resumed from %s at step %d", checkpoint_dir, last_saved)
     train_step = make_train_step(model, config, mesh, steps_per_epoch=spe, donate=True)
     eval_step = make_eval_step(model, config, mesh) if run_eval is not None else None
     eval_bs = eval_batch_size(config, None, mesh)
@@ -380,7 +380,8 @@ def _train_loop(
             if save:
                 # A checkpoint taken mid-epoch does not carry the partial epoch's running
                 # metrics: after a resume they restart at the next epoch boundary.
-                ckpt.save(step, state, {"history": history})
+                # Asynchronous: the arrays are copied to the host before the next step.
+                ckpt.save(step, state, metadata={"history": history}, force=True)
                 last_saved = step
         fetch()
     finally:

@@ -45,6 +45,8 @@ def model_from_config(config: ml_collections.ConfigDict) -> nn.Module:
     parameters stay float32 (flax's ``param_dtype``) and the logits are cast to float32.
     """
     kwargs = dict(config.model_kwargs.to_dict()) if config.model_kwargs else {}
+    # Lists (a config read from JSON) as tuples: the module is a static jit argument.
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
     if config.dtype != "float32":
         kwargs["dtype"] = jnp.dtype(config.dtype)
     return get_model(config.model, int(config.num_classes), **kwargs)
