@@ -35,6 +35,8 @@ _LAZY = {
     "diffusion_downsample": "preprocess",
     "eval_resize_crop": "preprocess",
     "from_float_range": "preprocess",
+    "host_dir": "synthetic",
+    "host_range": "synthetic",
     "from_folders": "sources",
     "from_tfds": "sources",
     "from_tfrecords": "sources",
@@ -48,6 +50,7 @@ _LAZY = {
     "read_manifest": "synthetic",
     "read_synthetic": "synthetic",
     "read_val_labels": "sources",
+    "synthetic_dirs": "synthetic",
     "to_float_range": "preprocess",
 }
 
@@ -91,6 +94,8 @@ __all__ = [
     "from_folders",
     "from_tfds",
     "from_tfrecords",
+    "host_dir",
+    "host_range",
     "inception_crop_flip",
     "iter_synthetic",
     "label_from_name",
@@ -106,6 +111,7 @@ __all__ = [
     "read_val_labels",
     "short_name",
     "short_names",
+    "synthetic_dirs",
     "to_float_range",
     "wnid_to_label",
     "wnids",
