@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from synthaug.metrics import RunningStats, frechet_distance, trace_sqrt_product
+from synthaug.metrics import (
+    IndefiniteCovarianceError,
+    RunningStats,
+    frechet_distance,
+    trace_sqrt_product,
+)
 from synthaug.metrics import frechet as frechet_module
 
 
@@ -165,3 +170,71 @@ def test_blas_threads_setting_gives_same_value():
     assert frechet_distance(m1, s1, m2, s2, blas_threads=2) == pytest.approx(one, rel=1e-12)
     with pytest.raises(ValueError, match="blas_threads"):
         frechet_distance(m1, s1, m2, s2, blas_threads=0)
+
+
+# ------------------------------------------------------------------ indefinite covariances
+
+
+def _with_negative_eigenvalue(s, value, rs):
+    """``s`` plus a rank-one term that gives it the eigenvalue ``value`` < 0 (exactly)."""
+    w, v = np.linalg.eigh(s)
+    w = w.copy()
+    w[rs.randint(len(w))] = value
+    out = (v * w) @ v.T
+    return 0.5 * (out + out.T)
+
+
+def test_indefinite_covariances_are_an_error_not_zero():
+    """Once 0.0: equal means, both covariances diag(1, -1)."""
+    mu, s = np.zeros(2), np.diag([1.0, -1.0])
+    with pytest.raises(IndefiniteCovarianceError, match=r"sigma1 .*most negative eigenvalue -1\b"):
+        frechet_distance(mu, s, mu, s)
+    with pytest.raises(IndefiniteCovarianceError, match=r"sigma1"):
+        trace_sqrt_product(s, np.eye(2))
+
+
+@pytest.mark.parametrize("which", [1, 2])
+@pytest.mark.parametrize("n1", [200, 20])  # full rank (Cholesky route), n < d (pivoted route)
+def test_the_indefinite_one_is_named_with_its_most_negative_eigenvalue(which, n1):
+    rs = np.random.RandomState(7 + n1 + which)
+    d = 32
+    m1, s1 = _stats(rs.standard_normal((n1, d)))
+    m2, s2 = _stats(rs.standard_normal((150, d)) * 1.5)
+    if which == 1:
+        s1 = _with_negative_eigenvalue(s1, -0.25, rs)
+    else:
+        s2 = _with_negative_eigenvalue(s2, -0.25, rs)
+    with pytest.raises(IndefiniteCovarianceError) as err:
+        frechet_distance(m1, s1, m2, s2, names=("reference ref.npz", "generated images"))
+    msg = str(err.value)
+    label = "sigma1 (reference ref.npz)" if which == 1 else "sigma2 (generated images)"
+    assert msg.startswith(f"{label} is not a covariance matrix: it is indefinite"), msg
+    assert "most negative eigenvalue -0.25 " in msg, msg
+    assert "\n" not in msg
+
+
+def test_sigma2_indefinite_only_where_sigma1_is_singular():
+    """S2 negative on the null space of a singular S1 is found too (it changes tr S2)."""
+    rs = np.random.RandomState(8)
+    d = 16
+    s1 = np.diag(np.r_[rs.uniform(1, 2, d - 1), 0.0])  # null space: the last axis
+    s2 = np.diag(np.r_[rs.uniform(1, 2, d - 1), -0.5])
+    with pytest.raises(IndefiniteCovarianceError, match=r"sigma2 .*eigenvalue -0.5 "):
+        frechet_distance(np.zeros(d), s1, np.zeros(d), s2)
+
+
+def test_round_off_negatives_of_singular_covariances_are_accepted():
+    """Rank-deficient covariances have eigenvalues of ±round-off: no error, exact values."""
+    rs = np.random.RandomState(9)
+    d = 96
+    x1 = rs.standard_normal((40, d)) @ rs.standard_normal((d, d)) / np.sqrt(d)
+    x2 = rs.standard_normal((60, d))
+    m1, s1 = _stats(x1)
+    m2, s2 = _stats(x2)
+    assert np.linalg.eigvalsh(s1)[0] < 0 and np.linalg.eigvalsh(s2)[0] < 0  # round-off
+    want = _exact_from_features(x1, x2)
+    assert frechet_distance(m1, s1, m2, s2) == pytest.approx(want, rel=1e-6)
+    assert frechet_distance(m2, s2, m1, s1) == pytest.approx(want, rel=1e-6)
+    # Stored in float32 (as some statistics files are): float32 round-off is accepted too.
+    got32 = frechet_distance(m1, s1.astype(np.float32), m2, s2.astype(np.float32))
+    assert got32 == pytest.approx(want, rel=1e-4)

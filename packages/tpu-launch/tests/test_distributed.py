@@ -77,7 +77,7 @@ def test_bad_values_are_errors():
     with pytest.raises(DistributedSettingsError, match="JAX_NUM_PROCESSES must be an integer"):
         detect_settings(environ={**EXPLICIT_ENV, "JAX_NUM_PROCESSES": "four"})
     with pytest.raises(DistributedSettingsError, match="cluster must be one of"):
-        detect_settings(cluster="slurm", environ={})
+        detect_settings(cluster="pbs", environ={})
 
 
 def test_tpu_vm_detection_from_environment():

@@ -178,7 +178,7 @@ def test_a_failing_process_stops_the_others(tmp_path):
     assert elapsed < 60
     text = out.getvalue()
     assert "[p1] failing" in text
-    assert "[synthaug-launch] process 1 exited with code 3; stopping the other 1" in text
+    assert "[synthaug-launch] process 1 failed first: exit code 3; stopping the other 1" in text
     child, grandchild = map(int, (tmp_path / "pids").read_text().split())
     assert _gone(child) and _gone(grandchild)
 

@@ -1,12 +1,9 @@
 """Import torchvision / timm classifier weights (``.pth`` or ``.safetensors``) without torch.
 
-A ``.pth`` file written by ``torch.save`` is a zip archive: ``<name>/data.pkl`` is a pickle
-whose tensors are ``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)``
-calls, and each storage is a persistent id ``("storage", <torch.FloatStorage>, key, device,
-numel)`` naming the raw little-endian bytes in ``<name>/data/<key>``. :func:`read_pth` reads
-that with a restricted unpickler that only resolves those few names (anything else is
-refused), so loading a file cannot run arbitrary code. ``.safetensors`` is an 8-byte header
-length, a JSON header and raw bytes.
+The files are read by synthaug.io's readers: ``torch.save`` files (zip or legacy layout) by its
+restricted unpickler, which resolves only tensors, storages and ordered dicts and refuses any
+other global, so loading a file cannot run code; ``.safetensors`` files by the ``safetensors``
+library.
 
 :func:`convert_state_dict` maps a torchvision ResNet (also timm ResNet / ResNet-RS, which
 share the names), a timm ``VisionTransformer`` or a torchvision ``VisionTransformer``
@@ -15,13 +12,8 @@ share the names), a timm ``VisionTransformer`` or a torchvision ``VisionTransfor
 
 from __future__ import annotations
 
-import collections
-import json
 import os
-import pickle
 import re
-import struct
-import zipfile
 from typing import Any
 
 import flax.linen as nn
@@ -32,180 +24,23 @@ import numpy as np
 from synthaug.classifiers.models import init_shapes
 from synthaug.classifiers.resnet import ResNet
 from synthaug.classifiers.vit import VisionTransformer
+from synthaug.io import WeightsFileError as CheckpointFormatError
+from synthaug.io import load_torch_file as read_pth
+from synthaug.io import read_safetensors, read_state_dict
 
-_STORAGE_DTYPES = {
-    "FloatStorage": np.dtype("<f4"),
-    "DoubleStorage": np.dtype("<f8"),
-    "HalfStorage": np.dtype("<f2"),
-    "BFloat16Storage": np.dtype(ml_dtypes.bfloat16),
-    "LongStorage": np.dtype("<i8"),
-    "IntStorage": np.dtype("<i4"),
-    "ShortStorage": np.dtype("<i2"),
-    "CharStorage": np.dtype("i1"),
-    "ByteStorage": np.dtype("u1"),
-    "BoolStorage": np.dtype("bool"),
-}
-
-_SAFETENSORS_DTYPES = {
-    "F64": np.dtype("<f8"),
-    "F32": np.dtype("<f4"),
-    "F16": np.dtype("<f2"),
-    "BF16": np.dtype(ml_dtypes.bfloat16),
-    "I64": np.dtype("<i8"),
-    "I32": np.dtype("<i4"),
-    "I16": np.dtype("<i2"),
-    "I8": np.dtype("i1"),
-    "U8": np.dtype("u1"),
-    "BOOL": np.dtype("bool"),
-}
-
-
-class CheckpointFormatError(ValueError):
-    """A weights file that is not a readable torch zip / safetensors file."""
-
-
-class _StorageType:
-    def __init__(self, name: str):
-        self.name = name
-        self.dtype = _STORAGE_DTYPES[name]
-
-
-def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad=False, hooks=None, *a):
-    size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
-    if any(s < 0 for s in stride):
-        raise CheckpointFormatError(f"negative tensor stride {stride}")
-    last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True) if n > 0)
-    if size and min(size) > 0 and last >= storage.size:
-        raise CheckpointFormatError(
-            f"tensor of size {size} stride {stride} at offset {offset} overruns its storage "
-            f"of {storage.size} elements"
-        )
-    if not size:
-        return storage[offset : offset + 1].reshape(()).copy()
-    if min(size) == 0:
-        return np.zeros(size, storage.dtype)
-    base = storage[offset:]
-    out = np.lib.stride_tricks.as_strided(
-        base, shape=size, strides=[s * storage.itemsize for s in stride], writeable=False
-    )
-    return np.array(out)
-
-
-def _rebuild_parameter(data, requires_grad=False, hooks=None, *a):
-    return data
-
-
-class _TorchUnpickler(pickle.Unpickler):
-    def __init__(self, file, archive: zipfile.ZipFile, prefix: str, big_endian: bool):
-        super().__init__(file)
-        self._zip = archive
-        self._prefix = prefix
-        self._big = big_endian
-        self._cache: dict[str, np.ndarray] = {}
-
-    def find_class(self, module, name):
-        if module == "collections" and name == "OrderedDict":
-            return collections.OrderedDict
-        if module == "torch._utils" and name == "_rebuild_tensor_v2":
-            return _rebuild_tensor_v2
-        if module == "torch._utils" and name == "_rebuild_parameter":
-            return _rebuild_parameter
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(name)
-        raise pickle.UnpicklingError(
-            f"refusing to load {module}.{name}: only tensors, storages and OrderedDicts are "
-            "allowed in a weights file"
-        )
-
-    def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) >= 3 and pid[0] == "storage"):
-            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r}")
-        storage_type, key = pid[1], str(pid[2])
-        if not isinstance(storage_type, _StorageType):
-            raise pickle.UnpicklingError(f"unsupported storage type {storage_type!r}")
-        if key not in self._cache:
-            try:
-                raw = self._zip.read(f"{self._prefix}data/{key}")
-            except KeyError as e:
-                raise CheckpointFormatError(f"storage {key!r} missing from the archive") from e
-            dtype = storage_type.dtype
-            if self._big and dtype.itemsize > 1:
-                dtype = dtype.newbyteorder(">")
-            arr = np.frombuffer(raw, dtype=dtype)
-            self._cache[key] = arr.astype(arr.dtype.newbyteorder("=")) if self._big else arr
-        return self._cache[key]
-
-
-def read_pth(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a ``torch.save`` zip file into nested dicts of numpy arrays (no torch needed).
-
-    Args:
-      path: a ``.pth`` / ``.pt`` / ``.bin`` file written by ``torch.save`` (zip format,
-        torch >= 1.6).
-
-    Returns:
-      the unpickled object with tensors as numpy arrays.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"weights file not found: {path}")
-    if not zipfile.is_zipfile(path):
-        raise CheckpointFormatError(
-            f"{path} is not a torch zip archive (legacy torch.save files written with "
-            "_use_new_zipfile_serialization=False are not supported)"
-        )
-    with zipfile.ZipFile(path) as archive:
-        pkls = [n for n in archive.namelist() if n.endswith("data.pkl")]
-        if len(pkls) != 1:
-            raise CheckpointFormatError(f"{path}: expected one data.pkl entry, found {pkls}")
-        prefix = pkls[0][: -len("data.pkl")]
-        big = False
-        if f"{prefix}byteorder" in archive.namelist():
-            big = archive.read(f"{prefix}byteorder").decode().strip() == "big"
-        with archive.open(pkls[0]) as f:
-            return _TorchUnpickler(f, archive, prefix, big).load()
-
-
-def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a ``.safetensors`` file into a dict of numpy arrays (bf16 via ml_dtypes).
-
-    Args:
-      path: the file.
-
-    Returns:
-      ``{name: array}``.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"weights file not found: {path}")
-    with open(path, "rb") as f:
-        blob = f.read()
-    if len(blob) < 8:
-        raise CheckpointFormatError(f"{path} is too short to be a safetensors file")
-    (n,) = struct.unpack("<Q", blob[:8])
-    if n > len(blob) - 8:
-        raise CheckpointFormatError(f"{path}: header length {n} exceeds the file size")
-    try:
-        header = json.loads(blob[8 : 8 + n])
-    except json.JSONDecodeError as e:
-        raise CheckpointFormatError(f"{path}: safetensors header is not JSON") from e
-    data = memoryview(blob)[8 + n :]
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if info["dtype"] not in _SAFETENSORS_DTYPES:
-            raise CheckpointFormatError(f"{path}: tensor {name!r} has dtype {info['dtype']}")
-        begin, end = info["data_offsets"]
-        if not 0 <= begin <= end <= len(data):
-            raise CheckpointFormatError(f"{path}: tensor {name!r} offsets out of range")
-        arr = np.frombuffer(data[begin:end], dtype=_SAFETENSORS_DTYPES[info["dtype"]])
-        out[name] = arr.reshape(info["shape"]).copy()
-    return out
+__all__ = [
+    "CheckpointFormatError",
+    "convert_state_dict",
+    "detect_layout",
+    "load_state_dict",
+    "load_torch_weights",
+    "read_pth",
+    "read_safetensors",
+]
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """A flat ``{name: array}`` state dict from a ``.safetensors`` or torch zip file.
+    """A flat ``{name: array}`` state dict from a ``.safetensors`` or ``torch.save`` file.
 
     Checkpoints that wrap the state dict (``{"model": ...}``, ``{"state_dict": ...}``, as
     DeiT and many training scripts save them) are unwrapped; a ``module.`` prefix
@@ -216,24 +51,18 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
     Returns:
       ``{name: numpy array}``.
+
+    Raises:
+      FileNotFoundError: no such file.
+      CheckpointFormatError: (``synthaug.io.WeightsFileError``) a damaged file, another
+        format, or a pickle that names anything but tensors.
     """
     path = os.fspath(path)
     if path.endswith(".safetensors"):
         sd = read_safetensors(path)
     else:
-        sd = read_pth(path)
-    for wrapper in ("model", "state_dict", "model_ema"):
-        if isinstance(sd, dict) and wrapper in sd and isinstance(sd[wrapper], dict):
-            sd = sd[wrapper]
-            break
-    if not isinstance(sd, dict):
-        raise CheckpointFormatError(f"{path} does not hold a state dict (got {type(sd)})")
-    out = {}
-    for k, v in sd.items():
-        if not isinstance(v, np.ndarray):
-            raise CheckpointFormatError(f"{path}: entry {k!r} is not a tensor ({type(v)})")
-        out[k.removeprefix("module.")] = v
-    return out
+        sd = read_state_dict(path, unwrap=("model", "state_dict", "model_ema"))
+    return {k.removeprefix("module."): v for k, v in sd.items()}
 
 
 # --------------------------------------------------------------------------- name mapping

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import logging
 import re
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -18,6 +17,7 @@ import optax
 from synthaug.diffusion_core.configs import is_super_resolution
 from synthaug.diffusion_core.diffusion import diffusion_loss, upsample_lowres
 from synthaug.diffusion_core.schedules import get_log_snr_fn
+from synthaug.io.checkpoint import Checkpointer
 
 Array = jnp.ndarray
 Batch = Mapping[str, Array]
@@ -213,52 +213,6 @@ def _init_program(model, config, sample_batch: Batch):
     return init
 
 
-class _StepPrecompiler:
-    """Compiles the train step in a thread while the initialisation compiles and runs.
-
-    On a CPU both compilations take seconds and each uses one core; overlapping them saves
-    the shorter one. The step is lowered for what :func:`train` passes it: the state
-    committed to the default device, the host (NumPy) batch, a folded-in key. Only set up
-    for that case (a fresh state, host batches, the default device); if anything differs,
-    the call compiles as usual and this work is simply unused.
-    """
-
-    def __init__(self, step_fn, abstract_state, batch: Batch, key: jax.Array):
-        device = jax.devices()[0]
-        sharding = jax.sharding.SingleDeviceSharding(device)
-        state = jax.tree.map(
-            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), abstract_state
-        )
-        spec = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), batch)
-        key_spec = jax.eval_shape(lambda k: jax.random.fold_in(k, 0), key)
-
-        def work():
-            try:
-                step_fn.lower(state, spec, key_spec).compile()
-            except Exception as e:  # noqa: BLE001 -- the real call compiles and raises itself
-                log.debug("step precompilation failed: %s", e)
-
-        self._thread = threading.Thread(target=work, name="compile-train-step", daemon=True)
-        self._thread.start()
-
-    @staticmethod
-    def applies(batch: Batch) -> bool:
-        """A host batch: NumPy arrays, or JAX arrays not committed to a device."""
-        leaves = jax.tree.leaves(batch)
-        return (
-            jax.config.jax_default_device is None
-            and bool(leaves)
-            and all(
-                isinstance(x, np.ndarray)
-                or (isinstance(x, jax.Array) and not x.committed and not x.weak_type)
-                for x in leaves
-            )
-        )
-
-    def join(self) -> None:
-        self._thread.join()
-
-
 def _initial_state(params: Any, tx: optax.GradientTransformation) -> TrainState:
     return TrainState(
         step=jnp.zeros((), jnp.int32),
@@ -422,8 +376,6 @@ def train(
       NonFiniteLossError: a NaN/Inf loss; parameters, EMA and checkpoints are left at the
         last good step.
     """
-    from synthaug.diffusion_core.checkpoint import Checkpointer
-
     tc = config.train
     num_steps = int(tc.num_steps if num_steps is None else num_steps)
     save_every = int(tc.save_every if save_every is None else save_every)
@@ -434,27 +386,22 @@ def train(
 
     batch_at, first = _batches(data)
     step_fn = make_train_step(model, config, donate=True)
-    precompiler = None
     if init_state is None:
-        init = _init_program(model, config, first)
-        if _StepPrecompiler.applies(first):
-            precompiler = _StepPrecompiler(step_fn, init.eval_shape(init_key), first, train_key)
-        state = init(init_key)
+        state = _init_program(model, config, first)(init_key)
     else:
         state = init_state
     ckpt = None
     if checkpoint_dir is not None:
         ckpt = Checkpointer(checkpoint_dir, save_every=save_every, keep=keep)
-        latest = ckpt.latest_step()
-        if latest is not None:
-            state = ckpt.restore(state, step=latest)
-            log.info("resumed from %s at step %d", checkpoint_dir, latest)
+        if ckpt.all_steps():
+            # The newest complete step (a damaged newer one is passed over with a warning;
+            # CheckpointError, one line, if none is complete).
+            state = ckpt.restore(target=state)
+            log.info("resumed from %s at step %d", checkpoint_dir, ckpt.restored_step)
     # A restored state is committed to its devices, a fresh one is not; committing the state
     # in place (no copy) makes both lower to the same program, so resuming does not recompile
     # the step (and a persistent compilation cache serves both).
     state = _commit(state)
-    if precompiler is not None:
-        precompiler.join()
     history: list[dict[str, float]] = []
     start = int(state.step)
     try:

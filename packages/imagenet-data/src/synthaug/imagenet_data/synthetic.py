@@ -27,7 +27,6 @@ import json
 import os
 import pathlib
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +34,7 @@ import numpy as np
 
 from synthaug.imagenet_data import records
 from synthaug.imagenet_data.report import DataReport
+from synthaug.io import atomic_path, write_text
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -49,14 +49,6 @@ HOST_GLOB = "host-*-of-*"
 #: about 100-150 KB each for PNG at 256x256: 10,000 hold about 1.2 GB).
 DEFAULT_SHUFFLE_BUFFER = 10_000
 _SHARD_RE = re.compile(rf"^{SHARD_PREFIX}(\d{{5,}}){re.escape(SHARD_SUFFIX)}$")
-
-
-def _atomic_write_text(path: pathlib.Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    ) as f:
-        f.write(text)
-    os.replace(f.name, path)
 
 
 def _shard_name(index: int) -> str:
@@ -213,7 +205,7 @@ class SyntheticShardWriter:
                 self.metadata = dict(old.get("metadata", {}))
                 self.num_classes = self.metadata.get("num_classes")
         else:
-            _atomic_write_text(state_path, json.dumps(state, indent=2))
+            write_text(state_path, json.dumps(state, indent=2))
 
     def _read_sidecar(self, path: pathlib.Path) -> dict[str, Any]:
         side = path.with_name(path.name + ".json")
@@ -285,14 +277,8 @@ class SyntheticShardWriter:
             return
         index = len(self._shards)
         final = self.out_dir / _shard_name(index)
-        tmp = self.out_dir / f".{final.name}.tmp"
         start = self.resume_index
         h, w = self._image_hw
-        with records.RecordWriter(tmp) as writer:
-            for i, (data, label) in enumerate(
-                zip(self._buffer_images, self._buffer_labels, strict=True)
-            ):
-                writer.write(_example(data, label, start + i, self.image_format, h, w))
         counts: dict[str, int] = {}
         for label in self._buffer_labels:
             counts[str(label)] = counts.get(str(label), 0) + 1
@@ -303,8 +289,13 @@ class SyntheticShardWriter:
             "image_size": [int(h), int(w)],
             "label_counts": dict(sorted(counts.items(), key=lambda kv: int(kv[0]))),
         }
-        _atomic_write_text(final.with_name(final.name + ".json"), json.dumps(info))
-        os.replace(tmp, final)
+        with atomic_path(final) as tmp:  # the shard appears only after its sidecar
+            with records.RecordWriter(tmp) as writer:
+                for i, (data, label) in enumerate(
+                    zip(self._buffer_images, self._buffer_labels, strict=True)
+                ):
+                    writer.write(_example(data, label, start + i, self.image_format, h, w))
+            write_text(final.with_name(final.name + ".json"), json.dumps(info))
         self._shards.append(info)
         self._buffer_images, self._buffer_labels = [], []
 
@@ -333,7 +324,7 @@ class SyntheticShardWriter:
             "metadata": self.metadata,
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
-        _atomic_write_text(self.out_dir / MANIFEST, json.dumps(manifest, indent=2))
+        write_text(self.out_dir / MANIFEST, json.dumps(manifest, indent=2))
         self._closed = True
         return manifest
 

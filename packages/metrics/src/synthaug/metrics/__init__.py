@@ -9,7 +9,17 @@ eigendecompositions.
 
 from importlib import metadata as _metadata
 
-from synthaug.metrics.frechet import frechet_distance, trace_sqrt_product
+from synthaug.metrics.distributed import (
+    allgather_stats,
+    make_sharded_feature_fn,
+    merge_states,
+    streaming_statistics,
+)
+from synthaug.metrics.frechet import (
+    IndefiniteCovarianceError,
+    frechet_distance,
+    trace_sqrt_product,
+)
 from synthaug.metrics.inception import (
     FID_WEIGHTS_FILENAME,
     FIDInception,
@@ -20,7 +30,6 @@ from synthaug.metrics.inception import (
     make_feature_fn,
     resize_bilinear,
 )
-from synthaug.metrics.pth import PthFormatError, read_torch_state_dict
 from synthaug.metrics.random_weights import random_state_dict
 from synthaug.metrics.reference import (
     ReferenceBatch,
@@ -44,10 +53,11 @@ except _metadata.PackageNotFoundError:  # running from a source tree
 __all__ = [
     "FIDInception",
     "FID_WEIGHTS_FILENAME",
-    "PthFormatError",
+    "IndefiniteCovarianceError",
     "ReferenceBatch",
     "RunningStats",
     "StateDictError",
+    "allgather_stats",
     "classification_accuracy_score",
     "convert_fid_state_dict",
     "fid_inception_torch_shapes",
@@ -57,11 +67,13 @@ __all__ = [
     "load_fid_inception",
     "load_reference_npz",
     "make_feature_fn",
+    "make_sharded_feature_fn",
+    "merge_states",
     "precision_recall",
     "random_state_dict",
-    "read_torch_state_dict",
     "reference_statistics",
     "resize_bilinear",
     "save_reference_npz",
+    "streaming_statistics",
     "trace_sqrt_product",
 ]

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from synthaug.metrics.pth import read_torch_state_dict
+from synthaug.io import read_state_dict
 
 __all__ = [
     "FIDInception",
@@ -392,7 +392,7 @@ def convert_fid_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     ``bias = b - m * g / sqrt(v + eps)``, computed in float64 and stored as float32 HWIO.
 
     Args:
-      state_dict: key -> array, as read by :func:`synthaug.metrics.pth.read_torch_state_dict`
+      state_dict: key -> array, as read by :func:`synthaug.io.read_state_dict`
         (``num_batches_tracked`` entries are ignored).
 
     Returns:
@@ -457,11 +457,13 @@ def load_fid_inception(path: str | os.PathLike | Mapping[str, Any]) -> dict[str,
 
     Raises:
       FileNotFoundError: the file does not exist.
+      synthaug.io.WeightsFileError: the file is not a PyTorch state dict, or its pickle names
+        anything but tensors (nothing in it runs).
       StateDictError, ValueError: the file is not an FID Inception state dict.
     """
     if isinstance(path, Mapping):
         return convert_fid_state_dict(path)
-    return convert_fid_state_dict(read_torch_state_dict(path))
+    return convert_fid_state_dict(read_state_dict(path))
 
 
 def make_feature_fn(

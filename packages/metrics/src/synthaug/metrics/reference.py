@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
+from synthaug.io import atomic_path
 from synthaug.metrics.stats import RunningStats
 
 __all__ = [
@@ -196,17 +196,8 @@ def save_reference_npz(
                 f"{images.dtype} {images.shape}"
             )
         arrays["arr_0"] = images
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as f:
-        try:
-            np.savez(f, **arrays)
-        except BaseException:
-            f.close()
-            os.unlink(f.name)
-            raise
-    os.chmod(f.name, 0o644)  # temporary files are created 0600
-    os.replace(f.name, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def reference_statistics(

@@ -14,6 +14,7 @@ __all__ = [
     "check_source",
     "dataset_of",
     "digits_subset",
+    "eval_batches",
     "per_class_indices",
     "real_dataset",
     "to_float",
@@ -80,13 +81,21 @@ def real_dataset(
     process_count: int = 1,
     shuffle: bool = False,
     seed: int = 0,
+    decode: bool = True,
 ):
-    """A ``tf.data.Dataset`` of ``(uint8 image, int32 label)`` from a ``data`` config."""
+    """A ``tf.data.Dataset`` of ``(uint8 image, int32 label)`` from a ``data`` config.
+
+    With ``decode=False`` (ImageNet sources only) the images are the encoded file bytes.
+    """
     from synthaug import imagenet_data as data
 
     check_source(data_cfg)
     split = split or data_cfg.split
     kw = dict(shuffle=shuffle, seed=seed, process_index=process_index, process_count=process_count)
+    if not decode:
+        if data_cfg.source == "digits":
+            raise ConfigError("the digits are not stored encoded; pick an ImageNet source")
+        kw["decode"] = False
     if data_cfg.source == "digits":
         return data.digits(split, 32)
     if data_cfg.source == "imagenet_tfds":
@@ -97,3 +106,38 @@ def real_dataset(
     if not pattern:
         raise FileNotFoundError(f"no TFRecord shards {split}* in {data_cfg.data_dir!r}")
     return data.from_tfrecords(pattern, **kw)
+
+
+def eval_batches(
+    data_cfg,
+    *,
+    split: str,
+    image_size: int,
+    batch_size: int,
+    process_index: int = 0,
+    process_count: int = 1,
+):
+    """Evaluation batches of a real split: every example of this host's share once.
+
+    Images are resized (shorter side to ``image_size * 256 / 224``, the paper's 256 -> 224
+    protocol at any size) and center cropped to ``image_size``; the last batch may be short.
+
+    Returns:
+      A ``tf.data.Dataset`` of ``{"images": uint8 [b, S, S, 3], "labels": int32 [b]}``.
+    """
+    import tensorflow as tf
+
+    from synthaug import imagenet_data as data
+
+    size = int(image_size)
+    resize = max(size, int(round(size * 256 / 224)))
+
+    def prep(image, label):
+        image = data.eval_resize_crop(image, resize_size=resize, crop_size=size)
+        return {"images": image, "labels": tf.cast(label, tf.int32)}
+
+    ds = real_dataset(
+        data_cfg, split=split, process_index=process_index, process_count=process_count
+    )
+    ds = ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(int(batch_size)).prefetch(2)

@@ -4,10 +4,15 @@ Metrics (``config.metrics``):
 
 * ``fid``: Fréchet Inception distance of the synthetic set against reference statistics
   (``config.reference``: an ``.npz`` with ``mu`` and ``sigma``), Inception-v3 weights from
-  ``config.inception_checkpoint`` (pytorch-fid ``.pth``).
+  ``config.inception_checkpoint`` (pytorch-fid ``.pth``, or an ``.npz`` of that state dict).
 * ``inception_score``: the Inception Score of the synthetic set (same network).
 * ``accuracy``: top-1 / top-5 of the classifier in ``config.classifier_dir`` on the real data
-  ``config.real`` (for a classifier trained on synthetic data only, this is the CAS).
+  ``config.real`` (for a classifier trained on synthetic data only, this is the CAS). The
+  digits are evaluated in memory; an ImageNet split (``imagenet_tfds``, ``imagenet_folder``
+  or ``imagenet_tfrecord``) streams through tf.data with the paper's evaluation
+  preprocessing (shorter side resized to ``size * 256 / 224``, center crop ``size``), every
+  example counted once; with several processes each reads its share and the counts are
+  summed exactly.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from synthaug.pipeline.errors import ConfigError
 from synthaug.pipeline.io import require_dir, require_file
 from synthaug.pipeline.writer import MetricWriter
 
-__all__ = ["METRICS", "check_evaluate", "evaluate"]
+__all__ = ["METRICS", "check_evaluate", "evaluate", "stream_accuracy"]
 
 METRICS = ("fid", "inception_score", "accuracy")
 
@@ -50,9 +55,10 @@ def _inception_metrics(cfg) -> dict[str, float]:
     """FID and IS of the synthetic set through the FID Inception network."""
     from synthaug import imagenet_data as data
     from synthaug import metrics as mt
+    from synthaug.pipeline.fid_stats import load_inception
     from synthaug.pipeline.sample import sample_dirs
 
-    params = mt.load_fid_inception(cfg.inception_checkpoint)
+    params = load_inception(cfg.inception_checkpoint)
     # Published Inception Scores use the logits without the classifier bias.
     feature_fn = mt.make_feature_fn(params, batch_size=int(cfg.batch_size), logits_bias=False)
     stats = mt.RunningStats()
@@ -79,6 +85,69 @@ def _inception_metrics(cfg) -> dict[str, float]:
     return res
 
 
+def _sum_over_processes(values: np.ndarray) -> np.ndarray:
+    """Element-wise sum of a small int array over every process (a collective)."""
+    import jax
+
+    if jax.process_count() == 1:
+        return values
+    from jax.experimental import multihost_utils
+
+    gathered = multihost_utils.process_allgather(np.asarray(values, np.int32))
+    return np.asarray(gathered, np.int64).reshape(jax.process_count(), -1).sum(0)
+
+
+def stream_accuracy(recipe, state, real_cfg, *, batch_size: int = 250) -> dict[str, Any]:
+    """Top-1 / top-5 of a classifier on a real ImageNet split streamed through tf.data.
+
+    Args:
+      recipe: the classifier's recipe config (``image_size``, ``num_classes``).
+      state: its train state (or ``{"params", "batch_stats"}``).
+      real_cfg: a ``data`` config group (``source``, ``data_dir``, ``split``).
+      batch_size: images per evaluation step (the last batch is padded and masked).
+
+    Returns:
+      ``{"top1", "top5", "count"}``: exact fractions over every example of the split.
+    """
+    import jax
+
+    from synthaug import classifiers as cl
+    from synthaug.pipeline.data import eval_batches
+
+    bs = int(batch_size)
+    if bs < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {bs}")
+    step = cl.make_eval_step(cl.model_from_config(recipe), recipe)
+    ds = eval_batches(
+        real_cfg,
+        split=real_cfg.split,
+        image_size=int(recipe.image_size),
+        batch_size=bs,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    sums = np.zeros(3, np.int64)  # correct top-1, correct top-5, count
+    for b in ds.as_numpy_iterator():
+        n = len(b["labels"])
+        pad = bs - n
+        batch = {
+            "images": np.concatenate(
+                [b["images"], np.zeros((pad, *b["images"].shape[1:]), np.uint8)]
+            ),
+            "labels": np.concatenate([b["labels"], np.zeros((pad,), np.int32)]),
+            "mask": np.arange(bs) < n,
+        }
+        out = jax.device_get(step(state, batch))
+        sums += [int(out["correct1"]), int(out["correct5"]), int(out["count"])]
+    c1, c5, count = (int(v) for v in _sum_over_processes(sums))
+    if count == 0:
+        raise ConfigError(
+            f"real data {real_cfg.source} split {real_cfg.split!r} in {real_cfg.data_dir!r} "
+            "holds no readable images"
+        )
+    return {"top1": c1 / count, "top5": c5 / count, "count": count}
+
+
 def evaluate(cfg, *, progress: bool = True) -> dict[str, Any]:
     """Compute the metrics an ``evaluate`` config asks for; writes ``workdir/metrics.json``."""
     from synthaug import classifiers as cl
@@ -92,14 +161,14 @@ def evaluate(cfg, *, progress: bool = True) -> dict[str, Any]:
         res.update(_inception_metrics(cfg))
     if "accuracy" in cfg.metrics:
         recipe, state = load_classifier(cfg.classifier_dir)
-        if cfg.real.source != "digits":
-            raise ConfigError(
-                "accuracy on ImageNet streams through tf.data on the pod; "
-                "here config.real.source must be 'digits'"
-            )
-        x, y = digits_subset(cfg.real.split, int(recipe.image_size))
-        acc = cl.evaluate(recipe, state, x, y)
-        res.update(top1=float(acc["top1"]), top5=float(acc["top5"]), eval_examples=acc["count"])
+        if cfg.real.source == "digits":
+            x, y = digits_subset(cfg.real.split, int(recipe.image_size))
+            acc = cl.evaluate(recipe, state, x, y)
+        else:
+            acc = stream_accuracy(recipe, state, cfg.real, batch_size=int(cfg.batch_size))
+        res.update(
+            top1=float(acc["top1"]), top5=float(acc["top5"]), eval_examples=int(acc["count"])
+        )
     res["paper"] = {k: v for k, v in cfg.paper.to_dict().items() if v != -1.0}
     res["wall_time_s"] = time.perf_counter() - t0
     w = MetricWriter(pathlib.Path(cfg.workdir))

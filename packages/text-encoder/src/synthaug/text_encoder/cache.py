@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import pathlib
-import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +21,7 @@ import jax
 import ml_dtypes
 import numpy as np
 
+from synthaug.io import atomic_path, write_text
 from synthaug.text_encoder.encode import EncodeFn, encode_batched
 from synthaug.text_encoder.errors import StaleCacheError
 
@@ -75,18 +75,6 @@ def params_fingerprint(params: Any) -> str:
         h.update(f"|{x.dtype.str if x.dtype.kind != 'V' else x.dtype.name}|{x.shape}|".encode())
         h.update(memoryview(x.reshape(-1).view(np.uint8)))
     return h.hexdigest()
-
-
-def _atomic_write(path: pathlib.Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _to_storable(x: np.ndarray) -> tuple[np.ndarray, str]:
@@ -180,8 +168,7 @@ class PromptEmbeddingCache:
 
     def _write_meta(self, meta: dict) -> None:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        data = json.dumps(meta, indent=2, sort_keys=True).encode()
-        _atomic_write(self._meta_path, lambda f: f.write(data))
+        write_text(self._meta_path, json.dumps(meta, indent=2, sort_keys=True))
         self._meta = meta
 
     # -- entries
@@ -227,17 +214,15 @@ class PromptEmbeddingCache:
     def _store_entry(self, prompt: str, key: str, emb: np.ndarray, mask: np.ndarray) -> None:
         arr, dtype = _to_storable(np.ascontiguousarray(emb))
         path = self._entry_path(prompt)
-        _atomic_write(
-            path,
-            lambda f: np.savez(
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(
                 f,
                 embedding=arr,
                 mask=mask.astype(bool),
                 prompt=np.array(prompt),
                 key=np.array(key),
                 dtype=np.array(dtype),
-            ),
-        )
+            )
 
     # -- public
 

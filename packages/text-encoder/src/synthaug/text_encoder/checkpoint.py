@@ -5,8 +5,9 @@ Two formats are read:
 * Hugging Face ``T5EncoderModel`` / ``T5ForConditionalGeneration`` safetensors, a single
   ``model.safetensors`` or shards listed in ``model.safetensors.index.json``, with the
   ``config.json`` beside them (or, without it, the sizes read off the tensor shapes).
-  The safetensors files are memory-mapped and read with a small reader of the format, so
-  bfloat16/float16 checkpoints load without a deep-learning framework.
+  The safetensors files are read one tensor at a time by ``synthaug.io.SafetensorsFile`` (the
+  ``safetensors`` library's NumPy API), so bfloat16/float16 checkpoints load without a
+  deep-learning framework.
 * t5x checkpoints saved with orbax: the parameter tree under ``target`` (or ``params``, or
   the root), with ``token_embedder/embedding`` and ``encoder/...``. Only the encoder
   leaves are restored (a partial restore), so decoder and optimizer state are never read.
@@ -25,91 +26,19 @@ import re
 from typing import Any
 
 import jax
-import ml_dtypes
 import numpy as np
 
+from synthaug.io import SafetensorsFile
 from synthaug.text_encoder.config import make_config, validate_config
 from synthaug.text_encoder.errors import CheckpointError
 
-_ST_DTYPES = {
-    "F64": np.dtype(np.float64),
-    "F32": np.dtype(np.float32),
-    "F16": np.dtype(np.float16),
-    "BF16": np.dtype(ml_dtypes.bfloat16),
-    "I64": np.dtype(np.int64),
-    "I32": np.dtype(np.int32),
-    "I16": np.dtype(np.int16),
-    "I8": np.dtype(np.int8),
-    "U8": np.dtype(np.uint8),
-    "BOOL": np.dtype(np.bool_),
-}
-
-_MAX_HEADER = 100 * 1024 * 1024
-
-
 # ---------------------------------------------------------------------------- safetensors
-
-
-class _SafetensorsFile:
-    """A memory-mapped safetensors file: its header and lazily read tensors."""
-
-    def __init__(self, path: pathlib.Path):
-        self.path = path
-        if not path.is_file():
-            raise FileNotFoundError(f"safetensors file {str(path)!r} does not exist")
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise ValueError(f"{str(path)!r} is not a safetensors file (shorter than 8 bytes)")
-            n = int.from_bytes(head, "little")
-            if n <= 0 or n > min(_MAX_HEADER, size - 8):
-                raise ValueError(
-                    f"{str(path)!r} is not a safetensors file (header length {n} invalid)"
-                )
-            try:
-                header = json.loads(f.read(n))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise ValueError(
-                    f"{str(path)!r} is not a safetensors file (header is not JSON: {e})"
-                ) from None
-        if not isinstance(header, dict):
-            raise ValueError(f"{str(path)!r} is not a safetensors file (header is not a dict)")
-        header.pop("__metadata__", None)
-        self.data_start = 8 + n
-        self.size = size
-        self.header: dict[str, dict] = header
-
-    def names(self) -> list[str]:
-        return list(self.header)
-
-    def shape(self, name: str) -> tuple[int, ...]:
-        return tuple(self.header[name]["shape"])
-
-    def read(self, name: str) -> np.ndarray:
-        info = self.header[name]
-        dt = _ST_DTYPES.get(info["dtype"])
-        if dt is None:
-            raise ValueError(
-                f"{str(self.path)!r}: tensor {name!r} has dtype {info['dtype']!r}; expected one "
-                f"of {sorted(_ST_DTYPES)}"
-            )
-        begin, end = info["data_offsets"]
-        shape = tuple(info["shape"])
-        if end - begin != math.prod(shape) * dt.itemsize or self.data_start + end > self.size:
-            raise ValueError(
-                f"{str(self.path)!r}: tensor {name!r} byte range {begin}..{end} does not match "
-                f"its shape {shape} and dtype {info['dtype']} (truncated file?)"
-            )
-        if math.prod(shape) == 0:
-            return np.zeros(shape, dt)
-        return np.memmap(self.path, dtype=dt, mode="r", offset=self.data_start + begin, shape=shape)
 
 
 class _TensorSource:
     """Tensor names → (file, name) across one or several safetensors files."""
 
-    def __init__(self, files: dict[str, _SafetensorsFile], where: dict[str, str]):
+    def __init__(self, files: dict[str, SafetensorsFile], where: dict[str, str]):
         self.files = files
         self.where = where
 
@@ -121,6 +50,10 @@ class _TensorSource:
 
     def read(self, name: str) -> np.ndarray:
         return self.files[self.where[name]].read(name)
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
 
 
 def _open_hf(path: pathlib.Path) -> tuple[_TensorSource, pathlib.Path]:
@@ -152,18 +85,18 @@ def _open_hf(path: pathlib.Path) -> tuple[_TensorSource, pathlib.Path]:
                 f"{str(path)!r} is not a safetensors index (expected JSON with a 'weight_map' "
                 f"dict: {e})"
             ) from None
-        files: dict[str, _SafetensorsFile] = {}
+        files: dict[str, SafetensorsFile] = {}
         for shard in sorted(set(weight_map.values())):
-            files[shard] = _SafetensorsFile(path.parent / shard)
+            files[shard] = SafetensorsFile(path.parent / shard)
         for name, shard in weight_map.items():
-            if name not in files[shard].header:
+            if name not in files[shard].names():
                 raise CheckpointError(
                     f"{str(path)!r} maps {name!r} to {shard!r}, which does not hold it",
                     missing=[name],
                 )
         return _TensorSource(files, dict(weight_map)), path.parent
     if path.name.endswith(".safetensors"):
-        f = _SafetensorsFile(path)
+        f = SafetensorsFile(path)
         return _TensorSource({path.name: f}, {n: path.name for n in f.names()}), path.parent
     raise ValueError(
         f"HF checkpoint {str(path)!r}: expected a directory, a .safetensors file or a "
@@ -314,6 +247,13 @@ def load_hf_checkpoint(path: str | os.PathLike, *, dtype: Any = np.float32):
       ValueError: a file that is not safetensors, or a model that is not T5 v1.1.
     """
     source, folder = _open_hf(pathlib.Path(path))
+    try:
+        return _load_hf(source, folder, path, dtype)
+    finally:
+        source.close()
+
+
+def _load_hf(source: _TensorSource, folder: pathlib.Path, path, dtype):
     config = _hf_config(source, folder)
     layout = _hf_layout(config)
     names = set(source.names())
@@ -339,7 +279,7 @@ def load_hf_checkpoint(path: str | os.PathLike, *, dtype: Any = np.float32):
         src, transpose = leaf
         x = source.read(src)
         x = x.T if transpose else x
-        return np.array(x, dtype=dtype)  # a copy: the memory map is released
+        return np.array(x, dtype=dtype)
 
     params = jax.tree_util.tree_map(read, params, is_leaf=lambda x: isinstance(x, tuple))
     return config, params

@@ -6,12 +6,13 @@ import hashlib
 import io
 import os
 import pathlib
-import tempfile
 from collections.abc import Iterable, Sequence
 
 import chex
 import numpy as np
 import sentencepiece as spm
+
+from synthaug.io import atomic_path
 
 
 class Tokenizer:
@@ -144,14 +145,6 @@ def train_tokenizer(
         num_threads=1,
         minloglevel=2,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
     return path

@@ -10,6 +10,11 @@ run this is, and calls `jax.distributed.initialize` accordingly:
   ``synthaug-launch local`` sets for each process it starts).
 * ``tpu``: a Cloud TPU VM (one host of a pod slice); JAX finds the coordinator and the
   process ids itself from the TPU metadata.
+* ``slurm``: a task of a SLURM job step with more than one task (``srun``); JAX's SLURM
+  cluster detection takes the coordinator (the first node of the step), the process count
+  and the ids from ``SLURM_*``.
+* ``ompi``: a rank of an Open MPI job with more than one rank (``mpirun``); JAX's Open MPI
+  cluster detection reads ``OMPI_*``.
 
 Calling `initialize()` again with the same settings returns the same result; different
 settings in one process are an error, as are partial or contradictory settings.
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import glob
+import inspect
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -39,6 +45,7 @@ __all__ = [
     "initialize",
     "initialize_from_flags",
     "is_initialized",
+    "managed_cluster_detected",
     "process_count",
     "process_index",
     "tpu_vm_detected",
@@ -58,7 +65,23 @@ _GOOGLE_PCI_VENDOR = "0x1ae0"
 # network cards, for one) share the vendor id, so the device id must be checked too.
 _TPU_PCI_DEVICES = frozenset({"0x0027", "0x0056", "0x005e", "0x0062", "0x0063", "0x006f", "0x0076"})
 
-_CLUSTERS = ("auto", "single", "explicit", "tpu")
+_CLUSTERS = ("auto", "single", "explicit", "tpu", "slurm", "ompi")
+# Managed clusters whose settings JAX's own cluster detection reads (``cluster_detection_method``).
+_MANAGED = ("tpu", "slurm", "ompi")
+_SLURM_VARS = (
+    "SLURM_JOB_ID",
+    "SLURM_STEP_NODELIST",
+    "SLURM_NTASKS",
+    "SLURM_PROCID",
+    "SLURM_LOCALID",
+)
+_OMPI_URI = "OMPI_MCA_orte_hnp_uri"
+
+#: Seconds without heartbeats after which the coordination service declares a process dead
+#: and stops the others (JAX's default is 100 s).
+DEFAULT_HEARTBEAT_TIMEOUT = 20
+#: Seconds the processes wait for each other at the barrier of a normal exit (JAX's default).
+DEFAULT_SHUTDOWN_TIMEOUT = 300
 
 
 class DistributedSettingsError(ValueError):
@@ -70,7 +93,7 @@ class DistributedSettings:
     """How this process takes part in a (possibly multi-host) run.
 
     Attributes:
-      mode: ``"single"``, ``"explicit"`` or ``"tpu"``.
+      mode: ``"single"``, ``"explicit"``, ``"tpu"``, ``"slurm"`` or ``"ompi"``.
       coordinator_address: ``host:port`` of process 0's coordinator service (``explicit``
         mode only; JAX finds it itself on TPU VMs).
       num_processes: number of processes (``None`` in ``tpu`` mode before initialisation).
@@ -161,8 +184,9 @@ def detect_settings(
       num_processes: total number of processes.
       process_id: index of this process in ``[0, num_processes)``.
       local_device_ids: optional subset of local devices for this process.
-      cluster: ``"auto"`` (explicit settings if any, else a TPU VM if detected, else a single
-        process), or force one of ``"single"``, ``"explicit"``, ``"tpu"``.
+      cluster: ``"auto"`` (explicit settings if any, else a TPU VM if detected, else a SLURM
+        step or an Open MPI job of more than one process, else a single process), or force
+        one of ``"single"``, ``"explicit"``, ``"tpu"``, ``"slurm"``, ``"ompi"``.
       environ: environment to read (default `os.environ`).
 
     Returns:
@@ -219,12 +243,12 @@ def detect_settings(
 
     if present or cluster == "explicit":
         missing = [k for k, v in merged.items() if v is None]
-        if cluster == "tpu":
-            # On TPU VMs JAX finds everything itself; explicit values are an override of all
-            # three, never of a part.
+        if cluster in _MANAGED:
+            # On TPU VMs and clusters JAX finds everything itself; explicit values are an
+            # override of all three, never of a part.
             if missing:
                 raise DistributedSettingsError(
-                    "cluster='tpu' with partial explicit settings: got "
+                    f"cluster={cluster!r} with partial explicit settings: got "
                     f"{', '.join(present)} but not {', '.join(missing)}"
                 )
         elif missing:
@@ -249,9 +273,43 @@ def detect_settings(
             local_device_ids=ids,
         )
 
+    if cluster in ("slurm", "ompi"):
+        return DistributedSettings(mode=cluster, local_device_ids=ids)
     if cluster == "tpu" or tpu_vm_detected(environ):
         return DistributedSettings(mode="tpu", local_device_ids=ids)
+    managed = managed_cluster_detected(env)
+    if managed is not None:
+        return DistributedSettings(mode=managed, local_device_ids=ids)
     return DistributedSettings(mode="single", local_device_ids=ids)
+
+
+def _int_env(env: Mapping[str, str], name: str) -> int:
+    try:
+        return int(env.get(name, "") or 0)
+    except ValueError:
+        return 0
+
+
+def managed_cluster_detected(environ: Mapping[str, str] | None = None) -> str | None:
+    """``"slurm"`` or ``"ompi"`` when this process is one of several of a managed job.
+
+    A SLURM job step (``srun``) with ``SLURM_NTASKS`` > 1 and the variables JAX's SLURM
+    detection reads, or an Open MPI job (``mpirun``) with ``OMPI_COMM_WORLD_SIZE`` > 1;
+    ``None`` otherwise (a single task of ``salloc`` or ``mpirun -n 1`` stays a single
+    process).
+
+    Args:
+      environ: the environment to inspect (default `os.environ`).
+
+    Returns:
+      The cluster kind or ``None``.
+    """
+    env = os.environ if environ is None else environ
+    if all(env.get(v) for v in _SLURM_VARS) and _int_env(env, "SLURM_NTASKS") > 1:
+        return "slurm"
+    if env.get(_OMPI_URI) and _int_env(env, "OMPI_COMM_WORLD_SIZE") > 1:
+        return "ompi"
+    return None
 
 
 _lock = threading.Lock()
@@ -284,6 +342,8 @@ def initialize(
     local_device_ids: Sequence[int] | None = None,
     cluster: str = "auto",
     initialization_timeout: int = 300,
+    heartbeat_timeout: int = DEFAULT_HEARTBEAT_TIMEOUT,
+    shutdown_timeout: int = DEFAULT_SHUTDOWN_TIMEOUT,
     environ: Mapping[str, str] | None = None,
 ) -> DistributedSettings:
     """Join the run: detect the environment and initialise `jax.distributed` if needed.
@@ -298,6 +358,9 @@ def initialize(
       local_device_ids: optional subset of local devices for this process.
       cluster: ``"auto"``, ``"single"``, ``"explicit"`` or ``"tpu"`` (see `detect_settings`).
       initialization_timeout: seconds to wait for all processes to connect.
+      heartbeat_timeout: seconds without heartbeats after which a process counts as dead and
+        the coordination service stops every other process with an error naming it.
+      shutdown_timeout: seconds the processes wait for each other when they exit normally.
       environ: environment to read (default `os.environ`).
 
     Returns:
@@ -339,6 +402,15 @@ def initialize(
                 "JAX computation, but JAX's backends are already initialised in this process"
             )
         kwargs: dict[str, object] = {"initialization_timeout": int(initialization_timeout)}
+        supported = inspect.signature(jax.distributed.initialize).parameters
+        for name, value in (
+            ("heartbeat_timeout_seconds", heartbeat_timeout),
+            ("shutdown_timeout_seconds", shutdown_timeout),
+        ):
+            if name in supported:  # older JAX releases lack them
+                kwargs[name] = int(value)
+        if settings.mode in ("slurm", "ompi"):
+            kwargs["cluster_detection_method"] = settings.mode
         if settings.local_device_ids is not None:
             kwargs["local_device_ids"] = list(settings.local_device_ids)
         if settings.mode == "explicit":
@@ -360,7 +432,7 @@ def _same_request(new: DistributedSettings, old: DistributedSettings) -> bool:
         return new.local_device_ids in (None, old.local_device_ids)
     if new.mode != old.mode:
         return False
-    if new.mode in ("single", "tpu"):
+    if new.mode in ("single", *_MANAGED):
         return new.local_device_ids in (None, old.local_device_ids)
     return (
         new.coordinator_address == old.coordinator_address

@@ -137,6 +137,16 @@ def _stop_all(procs: Sequence[subprocess.Popen[bytes]], grace_period: float) -> 
             p.wait(timeout=5.0)
 
 
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name} (exit code {128 - code})"
+    return f"exit code {code}"
+
+
 def launch_local(
     command: Sequence[str],
     *,
@@ -163,8 +173,9 @@ def launch_local(
       out: text stream for the prefixed output (default `sys.stdout`).
 
     Returns:
-      0 if every process exited with 0; otherwise the exit code of the first process that
-      failed (a signal ``-N`` is reported as ``128 + N``), or `TIMEOUT_EXIT_CODE` on timeout.
+      0 if every process exited with 0; otherwise the exit code of the process that failed
+      first in time (a signal ``-N`` is reported as ``128 + N``), whose index the launcher's
+      last line names, or `TIMEOUT_EXIT_CODE` on timeout.
 
     Raises:
       ValueError: an empty command or a non-positive process or device count.
@@ -222,20 +233,34 @@ def launch_local(
             t.start()
             threads.append(t)
 
+        # Each process gets a waiter that records when it exited, so that the launcher
+        # blames the process that failed first, not the one with the lowest index.
+        exits: list[tuple[int, int]] = []
+        exit_lock = threading.Lock()
+
+        def waiter(i: int, p: subprocess.Popen[bytes]) -> None:
+            code = p.wait()
+            with exit_lock:
+                exits.append((i, code))
+
+        for i, p in enumerate(procs):
+            threading.Thread(target=waiter, args=(i, p), daemon=True).start()
+
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            codes = [p.poll() for p in procs]
-            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+            with exit_lock:
+                done = list(exits)
+            failed = [(i, c) for i, c in done if c != 0]
             if failed:
                 i, code = failed[0]
-                others = sum(c is None for c in codes)
+                others = num_processes - len(done)
                 note(
-                    f"process {i} exited with code {code}"
+                    f"process {i} failed first: {_describe_exit(code)}"
                     + (f"; stopping the other {others}" if others else "")
                 )
                 _stop_all(procs, grace_period)
-                return 128 - code if code < 0 else code  # type: ignore[operator]
-            if all(c == 0 for c in codes):
+                return 128 - code if code < 0 else code
+            if len(done) == num_processes:
                 return 0
             if deadline is not None and time.monotonic() > deadline:
                 note(f"timeout after {timeout:g} s; stopping all processes")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from synthaug.io import atomic_path
 
 from .distributed import add_distributed_flags, initialize, initialize_from_flags
 from .mesh import make_mesh
@@ -281,11 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results[f"{key}/{name}"] = leaf
             results[f"{key}/losses"] = losses
     if args.out and pid == 0:
-        os.makedirs(args.out, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=args.out, suffix=".npz.tmp")
-        with os.fdopen(fd, "wb") as f:
+        with atomic_path(os.path.join(args.out, "results.npz")) as tmp, open(tmp, "wb") as f:
             np.savez(f, **results)
-        os.replace(tmp, os.path.join(args.out, "results.npz"))
     print("selftest " + ("passed" if ok else "FAILED"), flush=True)
     return 0 if ok else 1
 

@@ -14,6 +14,11 @@ Command:
         --config.reference=/stats/imagenet_val_256.npz \
         --config.inception_checkpoint=/ckpt/pt_inception-2015-12-05.pth
 
+    synthaug evaluate --config paper/evaluate:cas \
+        --config.classifier_dir=/runs/resnet50_synthetic \
+        --config.real.source=imagenet_folder --config.real.data_dir=/data/ILSVRC2012 \
+        --config.real.split=val   # or imagenet_tfds (split validation), imagenet_tfrecord
+
 Hardware: one TPU-v4 host (4 chips) or one GPU; Inception-v3 features of 50K images.
 """
 
