@@ -29,6 +29,7 @@ from synthaug.imagenet_data.report import DataReport
 # the digits arrays, the data report and the synthetic shard writer (``records``: TFRecord
 # files without TensorFlow) need only NumPy; the tf.data readers load it.
 _LAZY = {
+    "DEFAULT_SHUFFLE_BUFFER": "synthetic",
     "MixReport": "mixing",
     "SyntheticShardWriter": "synthetic",
     "decode_rgb": "decode",
@@ -76,6 +77,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "DEFAULT_SHUFFLE_BUFFER",
     "DIGITS_CLASS_NAMES",
     "NUM_CLASSES",
     "DataReport",
