@@ -152,6 +152,7 @@ def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = Non
             "train.num_steps": int(tc.steps),
             "train.ema_decay": float(tc.ema_decay),
             "train.save_every": int(tc.checkpoint_every),
+            "train.keep": int(tc.keep),
             "train.log_every": int(tc.log_every),
             "train.seed": int(cfg.seed),
             "diffusion.p_uncond": float(tc.text_drop_prob),

@@ -13,6 +13,7 @@ from synthaug.pipeline.io import require_dir, write_json
 __all__ = [
     "DEMO_PRESETS",
     "MODEL_FILE",
+    "checkpoint_steps",
     "diffusion_config",
     "load_stage_model",
     "preset_names",
@@ -78,7 +79,9 @@ def write_model_info(workdir: str | os.PathLike, preset: str, text_dim: int) -> 
     write_json(pathlib.Path(workdir) / MODEL_FILE, {"preset": preset, "text_dim": int(text_dim)})
 
 
-def load_stage_model(checkpoint: str | os.PathLike, preset: str, *, text_dim: int):
+def load_stage_model(
+    checkpoint: str | os.PathLike, preset: str, *, text_dim: int, step: int | None = None
+):
     """The model and EMA parameters of one cascade stage.
 
     Args:
@@ -86,6 +89,7 @@ def load_stage_model(checkpoint: str | os.PathLike, preset: str, *, text_dim: in
         checkpoint directory itself.
       preset: the preset named by the config (must agree with ``model.json`` if present).
       text_dim: the text encoder's width.
+      step: which kept step (default: the latest).
 
     Returns:
       ``(config, model, params)``.
@@ -112,7 +116,15 @@ def load_stage_model(checkpoint: str | os.PathLike, preset: str, *, text_dim: in
     cfg = diffusion_config(preset, text_dim=text_dim)
     model = dc.make_model(cfg)
     try:
-        params = dc.load_params(path)
+        params = dc.load_params(path, step=step)
     except FileNotFoundError as e:
         raise type(e)(f"no diffusion checkpoint in {str(checkpoint)!r}: {e}") from None
     return cfg, model, params
+
+
+def checkpoint_steps(checkpoint: str | os.PathLike) -> list[int]:
+    """The steps kept in a ``finetune`` workdir (or a checkpoint directory), ascending."""
+    path = require_dir(checkpoint, "diffusion checkpoint directory")
+    if (path / "checkpoints").is_dir():
+        path = path / "checkpoints"
+    return sorted(int(p.name) for p in path.iterdir() if p.is_dir() and p.name.isdigit())

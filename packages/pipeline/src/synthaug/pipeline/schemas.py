@@ -73,6 +73,8 @@ def finetune_schema() -> ml_collections.ConfigDict:
             "ema_decay": 0.9999,
             "text_drop_prob": 0.1,
             "checkpoint_every": 5000,
+            # Checkpoints kept (the most recent ones; select-checkpoint ranks them).
+            "keep": 3,
             "log_every": 100,
         }
     )
@@ -87,6 +89,9 @@ def _cascade_stage(preset: str, enabled: bool = True) -> ml_collections.ConfigDi
             "enabled": enabled,
             "preset": preset,
             "checkpoint": "",
+            # Which kept step of the checkpoint directory (-1 = the latest); e.g. the
+            # best_step that `synthaug select-checkpoint` wrote.
+            "checkpoint_step": -1,
             "sampler": "ddpm",  # "ddpm" (ancestral) or "ddim"
             "steps": 1000,
             "guidance": 1.0,  # Imagen convention: 1.0 is no guidance
@@ -247,6 +252,12 @@ def _fid_stats_schema() -> ml_collections.ConfigDict:
     return fid_stats_schema()
 
 
+def _select_checkpoint_schema() -> ml_collections.ConfigDict:
+    from synthaug.pipeline.select_checkpoint import select_checkpoint_schema
+
+    return select_checkpoint_schema()
+
+
 SCHEMAS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
     "finetune": finetune_schema,
     "sample": sample_schema,
@@ -255,6 +266,7 @@ SCHEMAS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
     "report": report_schema,
     "demo": demo_schema,
     "fid-stats": _fid_stats_schema,
+    "select-checkpoint": _select_checkpoint_schema,
 }
 STAGES = tuple(SCHEMAS)
 
