@@ -26,9 +26,9 @@ def run(tmp_path_factory):
         "demo/finetune:base",
         f"--config.workdir={work}",
         f"--config.text.cache={cache}",
-        "--config.train.steps=6",
+        "--config.train.num_steps=6",
         "--config.train.batch_size=8",
-        "--config.train.checkpoint_every=2",
+        "--config.train.save_every=2",
         "--config.train.keep=2",
         "--config.train.log_every=2",
     ]

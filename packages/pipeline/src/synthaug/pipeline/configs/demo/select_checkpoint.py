@@ -9,18 +9,17 @@ Command:
         --config.select.inception_checkpoint=/ckpt/pt_inception-2015-12-05-6726825d.pth
 """
 
-import ml_collections
+from synthaug.pipeline.schemas import get_schema
 
 
 def get_config():
-    c = ml_collections.ConfigDict()
-    c.stage = "select-checkpoint"
+    c = get_schema("select-checkpoint")
     c.dataset = "digits"
     c.batch_size = 50
-    c.text = dict(encoder="tiny", max_length=8, seed=0, cache="runs/text_cache")
-    c.base = dict(
+    c.text.update(encoder="tiny", max_length=8, seed=0, cache="")
+    c.base.update(
         enabled=True,
-        preset="demo_base",
+        preset="tiny_base",
         checkpoint="runs/digits_base",
         sampler="ddpm",
         steps=25,
@@ -28,8 +27,8 @@ def get_config():
         log_var_mix=0.0,
         aug_level=0.0,
     )
-    c.sr1 = dict(enabled=False)
-    c.sr2 = dict(enabled=False)
-    c.select = dict(stage="base", num_samples=200, reference="", inception_checkpoint="")
+    c.sr1.enabled = False
+    c.sr2.enabled = False
+    c.select.update(stage="base", num_samples=200)
     c.hardware = "CPU (2 cores)"
     return c
