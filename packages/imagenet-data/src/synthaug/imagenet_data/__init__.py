@@ -29,12 +29,15 @@ from synthaug.imagenet_data.report import DataReport
 # the digits arrays, the data report and the synthetic shard writer (``records``: TFRecord
 # files without TensorFlow) need only NumPy; the tf.data readers load it.
 _LAZY = {
+    "DEFAULT_SHUFFLE_BUFFER": "synthetic",
     "MixReport": "mixing",
     "SyntheticShardWriter": "synthetic",
     "decode_rgb": "decode",
     "diffusion_downsample": "preprocess",
     "eval_resize_crop": "preprocess",
     "from_float_range": "preprocess",
+    "host_dir": "synthetic",
+    "host_range": "synthetic",
     "from_folders": "sources",
     "from_tfds": "sources",
     "from_tfrecords": "sources",
@@ -48,6 +51,7 @@ _LAZY = {
     "read_manifest": "synthetic",
     "read_synthetic": "synthetic",
     "read_val_labels": "sources",
+    "synthetic_dirs": "synthetic",
     "to_float_range": "preprocess",
 }
 
@@ -73,6 +77,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "DEFAULT_SHUFFLE_BUFFER",
     "DIGITS_CLASS_NAMES",
     "NUM_CLASSES",
     "DataReport",
@@ -91,6 +96,8 @@ __all__ = [
     "from_folders",
     "from_tfds",
     "from_tfrecords",
+    "host_dir",
+    "host_range",
     "inception_crop_flip",
     "iter_synthetic",
     "label_from_name",
@@ -106,6 +113,7 @@ __all__ = [
     "read_val_labels",
     "short_name",
     "short_names",
+    "synthetic_dirs",
     "to_float_range",
     "wnid_to_label",
     "wnids",

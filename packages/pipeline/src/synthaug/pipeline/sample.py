@@ -9,7 +9,8 @@ on how often the run was interrupted. Shards go through
 killed run resumes at its first missing shard with nothing duplicated or lost.
 
 On several hosts (``jax.process_count() > 1``) host ``p`` takes a contiguous, shard-aligned
-range of the examples and writes it to ``out_dir/host-PPPPP-of-NNNNN/``.
+range of the examples and writes it to its own directory under ``out_dir``
+(``synthaug.imagenet_data.host_range`` and ``host_dir``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from synthaug.imagenet_data.synthetic import host_range, synthetic_dirs
 from synthaug.pipeline.classes import class_names, resolve_classes
 from synthaug.pipeline.errors import ConfigError
 from synthaug.pipeline.io import require_dir
@@ -71,15 +73,6 @@ def check_sample(cfg) -> list[int]:
 def label_plan(labels: list[int], per_class: int) -> np.ndarray:
     """The labels of the whole synthetic set, classes interleaved: ``[per_class * K]``."""
     return np.tile(np.asarray(labels, np.int32), per_class)
-
-
-def host_range(total: int, shard_size: int, process_index: int, process_count: int):
-    """The ``[start, stop)`` examples of one host: contiguous and shard-aligned."""
-    shards = -(-total // shard_size)
-    per_host = -(-shards // process_count)
-    start = min(process_index * per_host * shard_size, total)
-    stop = min((process_index + 1) * per_host * shard_size, total)
-    return start, stop
 
 
 def to_uint8(x) -> np.ndarray:
@@ -136,11 +129,9 @@ def build_cascade(
     return stages
 
 
-def sample_dirs(out_dir: str | pathlib.Path) -> list[pathlib.Path]:
-    """The synthetic data set directories ``sample`` wrote: ``out_dir`` or its host dirs."""
-    out = pathlib.Path(out_dir)
-    hosts = sorted(out.glob("host-*-of-*"))
-    return hosts if hosts else [out]
+#: The synthetic data set directories ``sample`` wrote: ``out_dir`` or its host directories
+#: (the layout is ``synthaug.imagenet_data``'s: ``host_dir``, ``host_range``).
+sample_dirs = synthetic_dirs
 
 
 def sample(
@@ -194,7 +185,7 @@ def sample(
     pi = jax.process_index() if process_index is None else process_index
     pc = jax.process_count() if process_count is None else process_count
     start, stop = host_range(len(plan), int(cfg.shard_size), pi, pc)
-    out_dir = out_root if pc == 1 else out_root / f"host-{pi:05d}-of-{pc:05d}"
+    out_dir = data.host_dir(out_root, pi, pc)
     settings = {k: cfg[k].to_dict() for k in _enabled(cfg)}
     meta = {
         "num_classes": len(names),
