@@ -104,7 +104,10 @@ def build_cascade(
         if models and key in models:
             dcfg, model, params = models[key]
         else:
-            dcfg, model, params = load_stage_model(st.checkpoint, st.preset, text_dim=text_dim)
+            step = None if int(st.checkpoint_step) < 0 else int(st.checkpoint_step)
+            dcfg, model, params = load_stage_model(
+                st.checkpoint, st.preset, text_dim=text_dim, step=step
+            )
         stages.append(
             samplers.CascadeStage(
                 model_fn=samplers.UNetModelFn(model.apply),

@@ -187,6 +187,9 @@ def _cascade_stage(preset: str, enabled: bool = True) -> ml_collections.ConfigDi
             # records its model; the two must agree).
             "preset": preset,
             "checkpoint": "",
+            # Which kept step of the checkpoint directory (-1 = the latest); e.g. the
+            # best_step that `synthaug select-checkpoint` wrote.
+            "checkpoint_step": -1,
             "sampler": "ddpm",  # "ddpm" (ancestral) or "ddim"
             "steps": 1000,
             "guidance": 1.0,  # Imagen convention: 1.0 is no guidance
@@ -294,6 +297,12 @@ def _fid_stats_schema() -> ml_collections.ConfigDict:
     return fid_stats_schema()
 
 
+def _select_checkpoint_schema() -> ml_collections.ConfigDict:
+    from synthaug.pipeline.select_checkpoint import select_checkpoint_schema
+
+    return select_checkpoint_schema()
+
+
 SCHEMAS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
     "finetune": finetune_config,
     "sample": sample_schema,
@@ -302,6 +311,7 @@ SCHEMAS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
     "report": report_schema,
     "demo": demo_schema,
     "fid-stats": _fid_stats_schema,
+    "select-checkpoint": _select_checkpoint_schema,
 }
 STAGES = tuple(SCHEMAS)
 
