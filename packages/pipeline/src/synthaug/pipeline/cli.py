@@ -7,6 +7,7 @@
     synthaug report           --config.inputs=run1,run2 --config.out=report.md
     synthaug demo             --out demo_out [--quick]
     synthaug configs          # list the configs shipped with the package
+    synthaug plan             --config paper/base64_finetune   # per-device memory
 
 ``--config`` takes ``path/to/file.py[:variant]`` or a config name under the package's
 ``configs/`` directory; ``--config.key=value`` (or ``--config.key value``) overrides one
@@ -82,6 +83,9 @@ def _build_parser() -> argparse.ArgumentParser:
             s.add_argument("--out", default=None, help="the Markdown file to write")
             s.add_argument("inputs", nargs="*", help="workdirs of finished stages")
     sub.add_parser("configs", help="list the configs shipped with the package")
+    from synthaug.pipeline.plan import add_plan_parser
+
+    add_plan_parser(sub)
     return p
 
 
@@ -96,6 +100,10 @@ def _run(argv: Sequence[str]) -> int:
     if args.command == "configs":
         print("\n".join(config_lib.list_configs()))
         return 0
+    if args.command == "plan":
+        from synthaug.pipeline.plan import run_plan
+
+        return run_plan(args, overrides)
     stage = args.command
     spec = args.config
     if stage == "demo":
