@@ -9,6 +9,7 @@ from synthaug.diffusion_core import (
     augment_lowres,
     diffusion_loss,
     drop_text,
+    eps_and_x0,
     get_log_snr_fn,
     predict_x0_eps,
     prediction_target,
@@ -120,3 +121,35 @@ def test_bad_prediction_type():
         prediction_target(
             x=jnp.zeros(1), eps=jnp.zeros(1), log_snr=jnp.zeros(1), prediction_type="score"
         )
+
+
+def test_eps_and_x0_are_consistent():
+    # The conversion the samplers use, with a discrete schedule's (alpha, sigma).
+    k1, k2 = jax.random.split(jax.random.key(3))
+    x0, eps = jax.random.normal(k1, (2, 5)), jax.random.normal(k2, (2, 5))
+    a, s = 0.6, 0.8
+    x = a * x0 + s * eps
+    for ptype, pred in (("eps", eps), ("x0", x0), ("v", a * eps - s * x0)):
+        e, z = eps_and_x0(pred, x, alpha=a, sigma=s, prediction_type=ptype)
+        np.testing.assert_allclose(e, eps, atol=1e-5)
+        np.testing.assert_allclose(z, x0, atol=1e-5)
+    with pytest.raises(ValueError, match="prediction_type"):
+        eps_and_x0(eps, x, alpha=a, sigma=s, prediction_type="epsilon")
+
+
+def test_augment_lowres_with_one_level_and_upsample():
+    # The sampling-time use: one level for the whole batch.
+    x = jax.random.uniform(jax.random.key(3), (2, 4, 4, 3), minval=-1, maxval=1)
+    up = upsample_lowres(x, size=8)
+    assert up.shape == (2, 8, 8, 3) and float(jnp.abs(up).max()) <= 1.0 + 1e-6
+    const = upsample_lowres(jnp.full((2, 4, 4, 3), 0.25), size=16)
+    np.testing.assert_allclose(const, np.full((2, 16, 16, 3), 0.25), atol=1e-6)
+    y = augment_lowres(x, rng=jax.random.key(4), aug_level=0.0, out_size=4)
+    np.testing.assert_allclose(y, x, atol=1e-3)
+    one = augment_lowres(x, rng=jax.random.key(5), aug_level=0.5, out_size=8)
+    each = augment_lowres(x, rng=jax.random.key(5), aug_level=jnp.full((2,), 0.5), out_size=8)
+    np.testing.assert_array_equal(one, each)
+    with pytest.raises(AssertionError):
+        augment_lowres(x, rng=jax.random.key(5), aug_level=jnp.zeros(3), out_size=8)
+    with pytest.raises(AssertionError):
+        upsample_lowres(x[0], size=8)

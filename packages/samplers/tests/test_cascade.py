@@ -5,14 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from synthaug.diffusion_core.diffusion import augment_lowres, q_sample, upsample_lowres
 from synthaug.diffusion_core.schedules import alpha_sigma, cosine_log_snr, linear_beta_schedule
 from synthaug.samplers import (
     CascadeStage,
     UNetModelFn,
     cascade_sample,
-    noise_augment,
     paper_cascade_settings,
-    upsample,
 )
 
 B = 2
@@ -76,8 +75,8 @@ def test_cascade_wires_stages_and_conditioning():
         outs[0], np.broadcast_to(1.25 * c[:, None, None, None], outs[0].shape), atol=1e-5
     )
     # SR stages reproduce their (upsampled) conditioning: aug level 0 adds ~4.5e-5 noise.
-    np.testing.assert_allclose(outs[1], upsample(outs[0], 8), atol=5e-4)
-    np.testing.assert_allclose(outs[2], upsample(outs[1], 16), atol=5e-4)
+    np.testing.assert_allclose(outs[1], upsample_lowres(outs[0], size=8), atol=5e-4)
+    np.testing.assert_allclose(outs[2], upsample_lowres(outs[1], size=16), atol=5e-4)
     again = cascade_sample(_stages(), jax.random.key(1), cond=TEXT)
     for a, b in zip(outs, again, strict=True):
         np.testing.assert_array_equal(a, b)
@@ -87,24 +86,17 @@ def test_cascade_noise_augmentation_level():
     outs = cascade_sample(_stages(aug=0.5, thresholding=None), jax.random.key(2), cond=TEXT)
     # Stage 2 predicts its conditioning: the stage-1 output noised at level 0.5 (at 8x8, with
     # the documented key), then upsampled.
+    # The augmentation is diffusion-core's training-time one, with the same noise.
     key_aug = jax.random.split(jax.random.fold_in(jax.random.key(2), 2))[0]
-    noisy = noise_augment(outs[1], 0.5, key_aug)
-    np.testing.assert_allclose(outs[2], upsample(noisy, 16), atol=1e-5)
+    level = jnp.full((B,), 0.5)
+    up = augment_lowres(outs[1], rng=key_aug, aug_level=level, out_size=16)
+    np.testing.assert_allclose(outs[2], up, atol=1e-5)
+    noise = jax.random.normal(key_aug, outs[1].shape)
+    noisy = q_sample(x=outs[1], eps=noise, log_snr=cosine_log_snr(level))
+    np.testing.assert_allclose(outs[2], upsample_lowres(noisy, size=16), atol=1e-5)
     alpha, sigma = alpha_sigma(cosine_log_snr(jnp.float32(0.5)))
     resid = (np.asarray(noisy) - float(alpha) * np.asarray(outs[1])) / float(sigma)
     assert abs(resid.std() - 1.0) < 0.1
-
-
-def test_noise_augment_and_upsample():
-    x = jax.random.uniform(jax.random.key(3), (B, 4, 4, 3), minval=-1, maxval=1)
-    up = upsample(x, 8)
-    assert up.shape == (B, 8, 8, 3) and float(jnp.abs(up).max()) <= 1.0 + 1e-6
-    const = upsample(jnp.full((B, 4, 4, 3), 0.25), 16)
-    np.testing.assert_allclose(const, np.full((B, 16, 16, 3), 0.25), atol=1e-6)
-    y = noise_augment(x, 0.0, jax.random.key(4))
-    np.testing.assert_allclose(y, x, atol=1e-3)
-    with pytest.raises(ValueError, match="images must be"):
-        upsample(x[0], 8)
 
 
 def test_paper_settings_are_the_final_table():

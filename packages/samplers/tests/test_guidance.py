@@ -11,7 +11,6 @@ from synthaug.samplers import (
     ddim_sample,
     ddpm_sample,
     dynamic_threshold,
-    eps_and_x0,
     guided_prediction,
     static_threshold,
     threshold,
@@ -190,16 +189,3 @@ def test_static_threshold_and_threshold_dispatch():
         threshold(x, method="clip")
     with pytest.raises(ValueError, match="percentile"):
         threshold(x, method="dynamic", percentile=0.0)
-
-
-def test_eps_and_x0_are_consistent():
-    k1, k2 = jax.random.split(jax.random.key(3))
-    x0, eps = jax.random.normal(k1, (2, 5)), jax.random.normal(k2, (2, 5))
-    a, s = 0.6, 0.8
-    x = a * x0 + s * eps
-    for ptype, pred in (("eps", eps), ("x0", x0), ("v", a * eps - s * x0)):
-        e, z = eps_and_x0(pred, x, alpha=a, sigma=s, prediction_type=ptype)
-        np.testing.assert_allclose(e, eps, atol=1e-5)
-        np.testing.assert_allclose(z, x0, atol=1e-5)
-    with pytest.raises(ValueError, match="prediction_type"):
-        eps_and_x0(eps, x, alpha=a, sigma=s, prediction_type="epsilon")

@@ -23,8 +23,10 @@ PREDICTION_TYPES = ("eps", "v", "x0")
 __all__ = [
     "PREDICTION_TYPES",
     "augment_lowres",
+    "check_prediction_type",
     "diffusion_loss",
     "drop_text",
+    "eps_and_x0",
     "predict_x0_eps",
     "prediction_target",
     "q_sample",
@@ -36,7 +38,8 @@ def _bcast(a: Array, x: Array) -> Array:
     return a.reshape(a.shape + (1,) * (x.ndim - a.ndim))
 
 
-def _check_prediction_type(prediction_type: str) -> None:
+def check_prediction_type(prediction_type: str) -> None:
+    """Raise ValueError unless ``prediction_type`` is one of :data:`PREDICTION_TYPES`."""
     if prediction_type not in PREDICTION_TYPES:
         raise ValueError(
             f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}"
@@ -61,7 +64,7 @@ def q_sample(*, x: Array, eps: Array, log_snr: Array) -> Array:
 
 def prediction_target(*, x: Array, eps: Array, log_snr: Array, prediction_type: str) -> Array:
     """What the network regresses: ``eps``, ``v = alpha eps - sigma x`` or ``x0``."""
-    _check_prediction_type(prediction_type)
+    check_prediction_type(prediction_type)
     if prediction_type == "eps":
         return eps
     if prediction_type == "x0":
@@ -70,10 +73,39 @@ def prediction_target(*, x: Array, eps: Array, log_snr: Array, prediction_type: 
     return _bcast(alpha, x) * eps - _bcast(sigma, x) * x
 
 
+def eps_and_x0(
+    prediction: Array, x: Array, *, alpha: Array, sigma: Array, prediction_type: str
+) -> tuple[Array, Array]:
+    """``(eps, x0)`` implied by a network output at ``x = alpha x0 + sigma eps``.
+
+    The one conversion of ``"eps"``, ``"v"`` and ``"x0"`` predictions, used by training
+    (:func:`predict_x0_eps`) and by the samplers (with a discrete schedule's coefficients).
+    Each is computed directly from the prediction (not one from the other) so that neither
+    loses precision where ``alpha`` or ``sigma`` is tiny.
+
+    Args:
+      prediction: the network output, shape of ``x``.
+      x: the noisy sample.
+      alpha, sigma: scalars or arrays broadcastable to ``x``, ``alpha**2 + sigma**2 = 1``.
+      prediction_type: ``"eps"``, ``"v"`` or ``"x0"``.
+
+    Returns:
+      ``(eps, x0)``, each with the shape of ``x``. (For eps-prediction at very low SNR,
+      ``x0`` divides by a small alpha; samplers clip or threshold it.)
+    """
+    check_prediction_type(prediction_type)
+    if prediction_type == "eps":
+        return prediction, (x - sigma * prediction) / alpha
+    if prediction_type == "x0":
+        return (x - alpha * prediction) / sigma, prediction
+    # v = alpha eps - sigma x0  =>  eps = sigma x + alpha v,  x0 = alpha x - sigma v.
+    return sigma * x + alpha * prediction, alpha * x - sigma * prediction
+
+
 def predict_x0_eps(
     *, z: Array, model_output: Array, log_snr: Array, prediction_type: str
 ) -> tuple[Array, Array]:
-    """Turn a network output into ``(x0_hat, eps_hat)``.
+    """Turn a network output into ``(x0_hat, eps_hat)`` at a ``[B]`` log-SNR.
 
     Args:
       z: the noisy input ``[B, ...]``.
@@ -82,22 +114,18 @@ def predict_x0_eps(
       prediction_type: ``"eps"``, ``"v"`` or ``"x0"``.
 
     Returns:
-      ``(x0_hat, eps_hat)``. (For eps-prediction at very low SNR, ``x0_hat`` divides by a
-      small alpha; samplers clip or threshold it.)
+      ``(x0_hat, eps_hat)`` (see :func:`eps_and_x0`).
     """
-    _check_prediction_type(prediction_type)
+    check_prediction_type(prediction_type)
     chex.assert_equal_shape([z, model_output])
     alpha, sigma = alpha_sigma(log_snr)
-    alpha, sigma = _bcast(alpha, z), _bcast(sigma, z)
-    if prediction_type == "eps":
-        eps = model_output
-        x0 = (z - sigma * eps) / alpha
-    elif prediction_type == "x0":
-        x0 = model_output
-        eps = (z - alpha * x0) / sigma
-    else:  # v: alpha**2 + sigma**2 = 1
-        x0 = alpha * z - sigma * model_output
-        eps = sigma * z + alpha * model_output
+    eps, x0 = eps_and_x0(
+        model_output,
+        z,
+        alpha=_bcast(alpha, z),
+        sigma=_bcast(sigma, z),
+        prediction_type=prediction_type,
+    )
     return x0, eps
 
 
@@ -142,13 +170,14 @@ def augment_lowres(
 
     The low-res image (at its own resolution) is diffused to time ``aug_level`` with the
     variance-preserving forward process of ``log_snr_fn`` (cosine by default), then resized to
-    the output resolution. The same function serves training (random levels) and sampling
-    (a fixed level, 0 giving an almost clean image).
+    the output resolution. The same function serves training (random levels, in
+    :func:`diffusion_loss`) and sampling (a fixed level, 0 giving an almost clean image, in
+    the samplers' cascade), so the two agree by construction.
 
     Args:
       lowres: ``[B, h, w, C]`` in [-1, 1].
       rng: key for the noise.
-      aug_level: ``[B]`` levels in [0, 1].
+      aug_level: ``[B]`` levels in [0, 1], or one level for the whole batch.
       out_size: the output resolution.
       log_snr_fn: the augmentation schedule.
       method: the resize method.
@@ -157,10 +186,13 @@ def augment_lowres(
       ``[B, H, W, C]``: the upsampled, augmented low-res image.
     """
     chex.assert_rank(lowres, 4)
-    chex.assert_shape(aug_level, (lowres.shape[0],))
+    aug_level = jnp.asarray(aug_level, jnp.float32)
+    if aug_level.ndim:
+        chex.assert_shape(aug_level, (lowres.shape[0],))
+    aug_level = jnp.broadcast_to(aug_level, (lowres.shape[0],))
     log_snr_fn = log_snr_fn or get_log_snr_fn("cosine")
     noise = jax.random.normal(rng, lowres.shape, lowres.dtype)
-    noisy = q_sample(x=lowres, eps=noise, log_snr=log_snr_fn(aug_level.astype(jnp.float32)))
+    noisy = q_sample(x=lowres, eps=noise, log_snr=log_snr_fn(aug_level))
     return upsample_lowres(noisy.astype(lowres.dtype), size=out_size, method=method)
 
 
@@ -199,7 +231,7 @@ def diffusion_loss(
     Returns:
       ``(loss, aux)`` where ``aux`` holds the per-example losses and the sampled ``t``.
     """
-    _check_prediction_type(prediction_type)
+    check_prediction_type(prediction_type)
     x = batch["image"]
     chex.assert_rank(x, 4)
     b = x.shape[0]

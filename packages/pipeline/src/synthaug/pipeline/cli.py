@@ -4,10 +4,12 @@
     synthaug sample           --config paper/sample_final --config.out_dir=/data/synthetic
     synthaug train-classifier --config paper/resnet50:mixed
     synthaug evaluate         --config paper/evaluate_fid
+    synthaug fid-stats        --config paper/fid_stats:val256 --config.out=val256.npz
     synthaug report           --config.inputs=run1,run2 --config.out=report.md
     synthaug demo             --out demo_out [--quick]
     synthaug configs          # list the configs shipped with the package
     synthaug plan             --config paper/base64_finetune   # per-device memory
+    synthaug import-weights   --from adm|deepfloyd-if SRC --out DIR [--preset NAME]
 
 ``--config`` takes ``path/to/file.py[:variant]`` or a config name under the package's
 ``configs/`` directory; ``--config.key=value`` (or ``--config.key value``) overrides one
@@ -36,6 +38,7 @@ _STAGE_HELP = {
     "evaluate": "FID, Inception Score, CAS and accuracy",
     "report": "a Markdown report of finished stages",
     "demo": "the whole pipeline on the embedded digits data, on a CPU",
+    "fid-stats": "FID reference statistics of a real ImageNet split (ADM's preprocessing and .npz)",
 }
 
 
@@ -86,6 +89,14 @@ def _build_parser() -> argparse.ArgumentParser:
     from synthaug.pipeline.plan import add_plan_parser
 
     add_plan_parser(sub)
+    imp = sub.add_parser(
+        "import-weights",
+        help="convert pretrained ADM / DeepFloyd IF weights into a synthaug checkpoint",
+    )
+    imp.add_argument("--from", dest="source", required=True, help="adm or deepfloyd-if")
+    imp.add_argument("src", help="weights file (.pt, .bin, .safetensors) or diffusers directory")
+    imp.add_argument("--out", required=True, help="output directory (checkpoints/, model.json)")
+    imp.add_argument("--preset", default=None, help="diffusion-core preset of the weights")
     return p
 
 
@@ -104,6 +115,12 @@ def _run(argv: Sequence[str]) -> int:
         from synthaug.pipeline.plan import run_plan
 
         return run_plan(args, overrides)
+    if args.command == "import-weights":
+        from synthaug.pipeline.pretrained import import_weights
+
+        info = import_weights(args.source, args.src, args.out, preset=args.preset)
+        print(f"wrote {args.out}: {info['preset']}, {info['num_params']} parameters")
+        return 0
     stage = args.command
     spec = args.config
     if stage == "demo":

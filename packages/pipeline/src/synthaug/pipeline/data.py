@@ -81,13 +81,21 @@ def real_dataset(
     process_count: int = 1,
     shuffle: bool = False,
     seed: int = 0,
+    decode: bool = True,
 ):
-    """A ``tf.data.Dataset`` of ``(uint8 image, int32 label)`` from a ``data`` config."""
+    """A ``tf.data.Dataset`` of ``(uint8 image, int32 label)`` from a ``data`` config.
+
+    With ``decode=False`` (ImageNet sources only) the images are the encoded file bytes.
+    """
     from synthaug import imagenet_data as data
 
     check_source(data_cfg)
     split = split or data_cfg.split
     kw = dict(shuffle=shuffle, seed=seed, process_index=process_index, process_count=process_count)
+    if not decode:
+        if data_cfg.source == "digits":
+            raise ConfigError("the digits are not stored encoded; pick an ImageNet source")
+        kw["decode"] = False
     if data_cfg.source == "digits":
         return data.digits(split, 32)
     if data_cfg.source == "imagenet_tfds":

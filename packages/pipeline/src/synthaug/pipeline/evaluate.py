@@ -4,7 +4,7 @@ Metrics (``config.metrics``):
 
 * ``fid``: Fréchet Inception distance of the synthetic set against reference statistics
   (``config.reference``: an ``.npz`` with ``mu`` and ``sigma``), Inception-v3 weights from
-  ``config.inception_checkpoint`` (pytorch-fid ``.pth``).
+  ``config.inception_checkpoint`` (pytorch-fid ``.pth``, or an ``.npz`` of that state dict).
 * ``inception_score``: the Inception Score of the synthetic set (same network).
 * ``accuracy``: top-1 / top-5 of the classifier in ``config.classifier_dir`` on the real data
   ``config.real`` (for a classifier trained on synthetic data only, this is the CAS). The
@@ -55,9 +55,10 @@ def _inception_metrics(cfg) -> dict[str, float]:
     """FID and IS of the synthetic set through the FID Inception network."""
     from synthaug import imagenet_data as data
     from synthaug import metrics as mt
+    from synthaug.pipeline.fid_stats import load_inception
     from synthaug.pipeline.sample import sample_dirs
 
-    params = mt.load_fid_inception(cfg.inception_checkpoint)
+    params = load_inception(cfg.inception_checkpoint)
     # Published Inception Scores use the logits without the classifier bias.
     feature_fn = mt.make_feature_fn(params, batch_size=int(cfg.batch_size), logits_bias=False)
     stats = mt.RunningStats()

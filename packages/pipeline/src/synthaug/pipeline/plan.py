@@ -300,7 +300,9 @@ def plan(
 
     stage = cfg.stage
     if stage not in ("finetune", "train-classifier"):
-        raise ConfigError(f"plan covers finetune and train-classifier configs, got a {stage!r} config")
+        raise ConfigError(
+            f"plan covers finetune and train-classifier configs, got a {stage!r} config"
+        )
     hw = str(cfg.get("hardware", "") or "")
     hw_count, hw_mem, hw_name = parse_hardware(hw)
     n_dev = int(devices or hw_count or 1)
@@ -431,9 +433,7 @@ def add_plan_parser(sub) -> None:
     )
     p.add_argument("--config", default=None, help="path.py[:variant] or a config name")
     p.add_argument("--devices", type=int, default=None, help="device count (default: hardware)")
-    p.add_argument(
-        "--device-memory-gib", type=float, default=None, help="memory per device (GiB)"
-    )
+    p.add_argument("--device-memory-gib", type=float, default=None, help="memory per device (GiB)")
     p.add_argument(
         "--no-compile", action="store_true", help="skip compiling the step (no temporaries)"
     )

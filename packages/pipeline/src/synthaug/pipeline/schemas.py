@@ -241,6 +241,12 @@ def demo_schema() -> ml_collections.ConfigDict:
     return c
 
 
+def _fid_stats_schema() -> ml_collections.ConfigDict:
+    from synthaug.pipeline.fid_stats import fid_stats_schema
+
+    return fid_stats_schema()
+
+
 SCHEMAS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
     "finetune": finetune_schema,
     "sample": sample_schema,
@@ -248,6 +254,7 @@ SCHEMAS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
     "evaluate": evaluate_schema,
     "report": report_schema,
     "demo": demo_schema,
+    "fid-stats": _fid_stats_schema,
 }
 STAGES = tuple(SCHEMAS)
 

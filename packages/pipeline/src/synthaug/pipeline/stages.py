@@ -53,6 +53,10 @@ def run_stage(stage: str, cfg) -> Any:
         from synthaug.pipeline.evaluate import evaluate
 
         return evaluate(cfg)
+    if stage == "fid-stats":
+        from synthaug.pipeline.fid_stats import fid_stats
+
+        return fid_stats(cfg)
     if stage == "report":
         return report(cfg)
     if stage == "demo":

@@ -6,9 +6,7 @@ from synthaug.samplers.cascade import (
     CascadeStage,
     UNetModelFn,
     cascade_sample,
-    noise_augment,
     paper_cascade_settings,
-    upsample,
 )
 from synthaug.samplers.coefficients import (
     DDIMCoefficients,
@@ -60,12 +58,10 @@ __all__ = [
     "eps_and_x0",
     "guided_prediction",
     "kept_steps",
-    "noise_augment",
     "paper_cascade_settings",
     "respace",
     "spaced_steps",
     "static_threshold",
     "threshold",
     "unconditional_cond",
-    "upsample",
 ]

@@ -4,8 +4,7 @@ Each stage samples at its own resolution with its own model, parameters, schedul
 guidance, log-variance mix, sampler, step count and noise-augmentation level. A
 super-resolution stage is conditioned on the previous stage's output, noised to the stage's
 aug level at its own resolution and then upsampled (``cond["lowres"]``), with the level passed
-as ``cond["aug_level"]`` -- the order and resize method of diffusion-core's training-time
-augmentation.
+as ``cond["aug_level"]``: diffusion-core's ``augment_lowres``, the function training uses.
 """
 
 from __future__ import annotations
@@ -18,12 +17,8 @@ import jax
 import jax.numpy as jnp
 from jax.tree_util import Partial
 
-from synthaug.diffusion_core.schedules import (
-    DiscreteSchedule,
-    alpha_sigma,
-    discretize,
-    get_log_snr_fn,
-)
+from synthaug.diffusion_core.diffusion import augment_lowres
+from synthaug.diffusion_core.schedules import DiscreteSchedule, discretize, get_log_snr_fn
 from synthaug.samplers.guidance import DEFAULT_PERCENTILE
 from synthaug.samplers.sampling import ddim_sample, ddpm_sample
 
@@ -33,9 +28,7 @@ __all__ = [
     "CascadeStage",
     "UNetModelFn",
     "cascade_sample",
-    "noise_augment",
     "paper_cascade_settings",
-    "upsample",
 ]
 
 SAMPLERS = ("ddpm", "ddim")
@@ -178,42 +171,6 @@ def paper_cascade_settings() -> tuple[dict[str, Any], ...]:
     )
 
 
-def upsample(images: Array, resolution: int, *, method: str = "bilinear") -> Array:
-    """Resize ``[B, H, W, C]`` images to ``[B, resolution, resolution, C]`` (``jax.image.resize``)."""
-    if images.ndim != 4:
-        raise ValueError(f"images must be [B, H, W, C], got shape {images.shape}")
-    b, _, _, c = images.shape
-    return jax.image.resize(images, (b, resolution, resolution, c), method=method)
-
-
-def noise_augment(
-    images: Array,
-    aug_level: float | Array,
-    rng: Array,
-    *,
-    log_snr_fn: Callable[[Array], Array] | None = None,
-) -> Array:
-    """Variance-preserving noise at level ``aug_level``: ``alpha x + sigma noise``.
-
-    ``alpha, sigma`` come from ``log_snr_fn(aug_level)`` (the cosine schedule by default).
-
-    Args:
-      images: ``[B, ...]`` images.
-      aug_level: scalar or ``[B]`` level in [0, 1].
-      rng: key for the noise.
-      log_snr_fn: maps a level to log-SNR.
-
-    Returns:
-      The noised images.
-    """
-    log_snr_fn = log_snr_fn or get_log_snr_fn("cosine")
-    level = jnp.broadcast_to(jnp.asarray(aug_level, jnp.float32), images.shape[:1])
-    alpha, sigma = alpha_sigma(log_snr_fn(level))
-    shape = (-1,) + (1,) * (images.ndim - 1)
-    noise = jax.random.normal(rng, images.shape, images.dtype)
-    return alpha.reshape(shape) * images + sigma.reshape(shape) * noise
-
-
 def cascade_sample(
     stages: Sequence[CascadeStage],
     rng: Array,
@@ -248,8 +205,14 @@ def cascade_sample(
         key_aug, key_sample = jax.random.split(jax.random.fold_in(rng, i))
         stage_cond = dict(cond)
         if outputs:
-            noisy = noise_augment(outputs[-1], stage.aug_level, key_aug)
-            stage_cond["lowres"] = upsample(noisy, stage.resolution, method=stage.upsample_method)
+            # diffusion-core's noise-conditioning augmentation, as in training.
+            stage_cond["lowres"] = augment_lowres(
+                outputs[-1],
+                rng=key_aug,
+                aug_level=stage.aug_level,
+                out_size=stage.resolution,
+                method=stage.upsample_method,
+            )
             stage_cond["aug_level"] = jnp.full((batch,), stage.aug_level, jnp.float32)
         kwargs = dict(
             cond=stage_cond,

@@ -15,10 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from synthaug.diffusion_core.diffusion import PREDICTION_TYPES, eps_and_x0
+
 Array = jax.Array
 ModelFn = Callable[[Array, Array, Mapping[str, Array]], Array]
 
-PREDICTION_TYPES = ("eps", "v", "x0")
 THRESHOLDING_METHODS = (None, "static", "dynamic")
 DEFAULT_PERCENTILE = 99.5
 
@@ -36,13 +37,6 @@ __all__ = [
 ]
 
 
-def check_prediction_type(prediction_type: str) -> None:
-    if prediction_type not in PREDICTION_TYPES:
-        raise ValueError(
-            f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}"
-        )
-
-
 def check_thresholding(thresholding: str | None, percentile) -> None:
     if thresholding not in THRESHOLDING_METHODS:
         raise ValueError(
@@ -50,32 +44,6 @@ def check_thresholding(thresholding: str | None, percentile) -> None:
         )
     if isinstance(percentile, int | float) and not 0.0 < percentile <= 100.0:
         raise ValueError(f"threshold_percentile must lie in (0, 100], got {percentile}")
-
-
-def eps_and_x0(
-    prediction: Array, x: Array, *, alpha: Array, sigma: Array, prediction_type: str
-) -> tuple[Array, Array]:
-    """``(eps, x0)`` implied by a model prediction at ``x = alpha x0 + sigma eps``.
-
-    Each is computed directly from the prediction (not one from the other) so that neither
-    loses precision where ``alpha`` or ``sigma`` is tiny.
-
-    Args:
-      prediction: the model output, shape of ``x``.
-      x: the noisy sample.
-      alpha, sigma: scalars or arrays broadcastable to ``x``, ``alpha**2 + sigma**2 = 1``.
-      prediction_type: ``"eps"``, ``"v"`` or ``"x0"``.
-
-    Returns:
-      ``(eps, x0)``, each with the shape of ``x``.
-    """
-    check_prediction_type(prediction_type)
-    if prediction_type == "eps":
-        return prediction, (x - sigma * prediction) / alpha
-    if prediction_type == "x0":
-        return (x - alpha * prediction) / sigma, prediction
-    # v = alpha eps - sigma x0  =>  eps = sigma x + alpha v,  x0 = alpha x - sigma v.
-    return sigma * x + alpha * prediction, alpha * x - sigma * prediction
 
 
 def static_threshold(x0: Array) -> Array:

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
 
+from synthaug.diffusion_core.diffusion import check_prediction_type, eps_and_x0
 from synthaug.diffusion_core.schedules import DiscreteSchedule
 from synthaug.samplers.coefficients import (
     DDIMCoefficients,
@@ -30,9 +31,7 @@ from synthaug.samplers.coefficients import (
 from synthaug.samplers.guidance import (
     DEFAULT_PERCENTILE,
     ModelFn,
-    check_prediction_type,
     check_thresholding,
-    eps_and_x0,
     guided_prediction,
     threshold,
 )
