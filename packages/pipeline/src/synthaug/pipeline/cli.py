@@ -142,6 +142,13 @@ def _run(argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``synthaug`` console script; returns the exit code."""
+    from synthaug.tpu_launch import exit_code
+
+    # In a multi-process run a failed process leaves at once (tpu_launch.exit_code).
+    return exit_code(_main(argv))
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
