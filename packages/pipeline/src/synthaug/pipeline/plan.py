@@ -312,6 +312,9 @@ def plan(
         sizes = tl.resolve_mesh_shape(axes, num_devices=n_dev)
     except tl.MeshShapeError as e:
         raise ConfigError(f"config.mesh: {e}") from None
+    sim_axes = {a: (1 if a == "data" else n) for a, n in sizes.items()}
+    if compile_step:  # before anything starts JAX's backends
+        _simulated_devices(math.prod(sim_axes.values()))
     rules = _rules(cfg)
     text_len = int(cfg.text.max_length) if "text" in cfg else 128
     if stage == "finetune":
@@ -362,7 +365,6 @@ def plan(
     result["temporaries_note"] = "not compiled (--no-compile)"
     temp = None
     if compile_step:
-        sim_axes = {a: (1 if a == "data" else s) for a, s in sizes.items()}
         state_specs = _sharded_specs(state, rules, sizes)
         temp, note = _compile_step(
             stage, model, scfg, state, state_specs, sim_axes, per_device, text_len
