@@ -9,7 +9,7 @@ sharded, with their ``.index.json``) or ``.bin`` files, converts them strictly
 (:mod:`synthaug.diffusion_core.convert`: every tensor used, every parameter filled, shapes
 checked) and writes ``OUT/checkpoints/`` (an orbax checkpoint holding ``ema_params``) and
 ``OUT/model.json``, which ``sample`` (``<stage>.checkpoint``) and ``finetune``
-(``model.init_checkpoint``) read. Nothing is written unless the whole conversion succeeds.
+(``init_checkpoint``) read. Nothing is written unless the whole conversion succeeds.
 """
 
 from __future__ import annotations
