@@ -5,6 +5,7 @@
     synthaug train-classifier --config paper/resnet50:mixed
     synthaug evaluate         --config paper/evaluate:val256
     synthaug fid-stats        --config paper/fid_stats:val256 --config.out=val256.npz
+    synthaug select-checkpoint --config paper/select_checkpoint:base64
     synthaug report           --config.inputs=run1,run2 --config.out=report.md
     synthaug demo             --out demo_out [--quick]
     synthaug configs          # list the configs shipped with the package
@@ -46,6 +47,7 @@ _STAGE_HELP = {
     "report": "a Markdown report of finished stages",
     "demo": "the whole pipeline on the embedded digits data, on a CPU",
     "fid-stats": "FID reference statistics of a real ImageNet split (ADM's preprocessing and .npz)",
+    "select-checkpoint": "rank the kept checkpoints of a finetune workdir by FID on N samples",
 }
 
 _OVERRIDE_HELP = """\
@@ -66,6 +68,7 @@ _EXAMPLE = {
     "report": "title=Runs",
     "demo": "sample.per_class=10",
     "fid-stats": "num_images=1000",
+    "select-checkpoint": "select.num_samples=1000",
 }
 
 

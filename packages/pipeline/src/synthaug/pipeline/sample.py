@@ -9,7 +9,8 @@ on how often the run was interrupted. Shards go through
 killed run resumes at its first missing shard with nothing duplicated or lost.
 
 On several hosts (``jax.process_count() > 1``) host ``p`` takes a contiguous, shard-aligned
-range of the examples and writes it to ``out_dir/host-PPPPP-of-NNNNN/``.
+range of the examples and writes it to its own directory under ``out_dir``
+(``synthaug.imagenet_data.host_range`` and ``host_dir``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from synthaug.imagenet_data.synthetic import host_range, synthetic_dirs
 from synthaug.pipeline.classes import class_names, resolve_classes
 from synthaug.pipeline.errors import ConfigError
 from synthaug.pipeline.io import require_dir
@@ -73,15 +75,6 @@ def label_plan(labels: list[int], per_class: int) -> np.ndarray:
     return np.tile(np.asarray(labels, np.int32), per_class)
 
 
-def host_range(total: int, shard_size: int, process_index: int, process_count: int):
-    """The ``[start, stop)`` examples of one host: contiguous and shard-aligned."""
-    shards = -(-total // shard_size)
-    per_host = -(-shards // process_count)
-    start = min(process_index * per_host * shard_size, total)
-    stop = min((process_index + 1) * per_host * shard_size, total)
-    return start, stop
-
-
 def to_uint8(x) -> np.ndarray:
     """Samples in [-1, 1] to uint8 images."""
     return np.clip(np.round((np.asarray(x, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
@@ -111,7 +104,10 @@ def build_cascade(
         if models and key in models:
             dcfg, model, params = models[key]
         else:
-            dcfg, model, params = load_stage_model(st.checkpoint, st.preset, text_dim=text_dim)
+            step = None if int(st.checkpoint_step) < 0 else int(st.checkpoint_step)
+            dcfg, model, params = load_stage_model(
+                st.checkpoint, st.preset, text_dim=text_dim, step=step
+            )
         stages.append(
             samplers.CascadeStage(
                 model_fn=samplers.UNetModelFn(model.apply),
@@ -133,11 +129,9 @@ def build_cascade(
     return stages
 
 
-def sample_dirs(out_dir: str | pathlib.Path) -> list[pathlib.Path]:
-    """The synthetic data set directories ``sample`` wrote: ``out_dir`` or its host dirs."""
-    out = pathlib.Path(out_dir)
-    hosts = sorted(out.glob("host-*-of-*"))
-    return hosts if hosts else [out]
+#: The synthetic data set directories ``sample`` wrote: ``out_dir`` or its host directories
+#: (the layout is ``synthaug.imagenet_data``'s: ``host_dir``, ``host_range``).
+sample_dirs = synthetic_dirs
 
 
 def sample(
@@ -191,7 +185,7 @@ def sample(
     pi = jax.process_index() if process_index is None else process_index
     pc = jax.process_count() if process_count is None else process_count
     start, stop = host_range(len(plan), int(cfg.shard_size), pi, pc)
-    out_dir = out_root if pc == 1 else out_root / f"host-{pi:05d}-of-{pc:05d}"
+    out_dir = data.host_dir(out_root, pi, pc)
     settings = {k: cfg[k].to_dict() for k in _enabled(cfg)}
     meta = {
         "num_classes": len(names),

@@ -57,6 +57,10 @@ def run_stage(stage: str, cfg) -> Any:
         from synthaug.pipeline.fid_stats import fid_stats
 
         return fid_stats(cfg)
+    if stage == "select-checkpoint":
+        from synthaug.pipeline.select_checkpoint import select_checkpoint
+
+        return select_checkpoint(cfg)
     if stage == "report":
         return report(cfg)
     if stage == "demo":
