@@ -8,13 +8,18 @@ on how often the run was interrupted. Shards go through
 ``synthaug.imagenet_data.SyntheticShardWriter``, which keeps only complete shards, so a
 killed run resumes at its first missing shard with nothing duplicated or lost.
 
-On several hosts (``jax.process_count() > 1``) host ``p`` takes a contiguous, shard-aligned
-range of the examples and writes it to its own directory under ``out_dir``
-(``synthaug.imagenet_data.host_range`` and ``host_dir``).
+On several processes (``jax.process_count() > 1``) process ``p`` takes a contiguous,
+shard-aligned range of the examples and writes it to its own directory under ``out_dir``
+(``synthaug.imagenet_data.host_range`` and ``host_dir``), each batch split over its own
+devices. Batches start at the same indices whatever the number of processes or devices (shard
+starts plus multiples of ``batch_size``) and their random numbers do not depend on how they
+are split over devices, so the union of the processes' shards holds exactly the images of a
+1-process run. Each process resumes its own range.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import time
 from typing import Any
@@ -147,6 +152,7 @@ def sample(
     process_index: int | None = None,
     process_count: int | None = None,
     traced_guidance: tuple[str, ...] = (),
+    mesh=None,
 ) -> dict[str, Any]:
     """Generate (or finish generating) the synthetic set a ``sample`` config describes.
 
@@ -157,6 +163,8 @@ def sample(
       text: preloaded ``(emb [K, L, D], mask [K, L])`` class embeddings.
       process_index, process_count: this host's place (default: from JAX).
       traced_guidance: see :func:`build_cascade`.
+      mesh: the stage's mesh; each batch is split over this process's devices in it
+        (default: every local device).
 
     Returns:
       The summary (also in ``workdir/metrics.json``): examples written, wall time, settings.
@@ -166,6 +174,7 @@ def sample(
 
     from synthaug import imagenet_data as data
     from synthaug import samplers
+    from synthaug.pipeline.runtime import local_batch_sharding
     from synthaug.pipeline.text import class_embeddings
 
     if models is None:
@@ -210,6 +219,14 @@ def sample(
     done = writer.resume_index
     key = jax.random.key(int(cfg.seed))
     bsz, shard = int(cfg.batch_size), int(cfg.shard_size)
+    sharding, n_local = local_batch_sharding(mesh)
+    # Every local device holds the weights (a restored checkpoint sits on one device).
+    replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+    stages = [
+        dataclasses.replace(st, params=jax.device_put(st.params, replicated)) for st in stages
+    ]
+    # The batch is padded to a multiple of this process's devices (padding is dropped).
+    padded_bsz = -(-bsz // n_local) * n_local
     bar = tqdm(
         total=stop - start,
         initial=done,
@@ -223,9 +240,11 @@ def sample(
             for b0 in range(s0, min(s0 + shard, stop), bsz):
                 b1 = min(b0 + bsz, s0 + shard, stop)
                 lab = plan[b0:b1]
-                padded = np.concatenate([lab, np.repeat(lab[-1:], bsz - len(lab))])
+                padded = np.concatenate([lab, np.repeat(lab[-1:], padded_bsz - len(lab))])
                 cond = {"text_emb": emb[padded], "text_mask": mask[padded]}
-                outs = samplers.cascade_sample(stages, jax.random.fold_in(key, b0), cond=cond)
+                outs = samplers.cascade_sample(
+                    stages, jax.random.fold_in(key, b0), cond=cond, sharding=sharding
+                )
                 images = to_uint8(outs[-1])[: len(lab)]
                 writer.write(images, lab)
                 bar.update(len(lab))
