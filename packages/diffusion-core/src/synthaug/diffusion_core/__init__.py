@@ -39,6 +39,12 @@ from synthaug.diffusion_core.schedules import (
     log_snr_from_alpha_squared,
     sigma_squared,
 )
+from synthaug.diffusion_core.sharding import (
+    DATA_AXES,
+    batch_sharding,
+    param_specs,
+    state_shardings,
+)
 from synthaug.diffusion_core.train import (
     NonFiniteLossError,
     TrainState,
@@ -60,6 +66,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "DATA_AXES",
     "LOG_SNR_MAX",
     "LOG_SNR_MIN",
     "PREDICTION_TYPES",
@@ -74,6 +81,7 @@ __all__ = [
     "alpha_sigma",
     "alpha_squared",
     "augment_lowres",
+    "batch_sharding",
     "check_prediction_type",
     "cosine_log_snr",
     "create_train_state",
@@ -98,11 +106,13 @@ __all__ = [
     "merge_params",
     "param_count",
     "param_path",
+    "param_specs",
     "predict_x0_eps",
     "prediction_target",
     "q_sample",
     "sigma_squared",
     "state_from_params",
+    "state_shardings",
     "train",
     "upsample_lowres",
 ]
