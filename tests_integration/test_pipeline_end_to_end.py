@@ -65,7 +65,7 @@ def test_quick_demo_writes_every_artifact(demo_out):
         assert _finite(fd, 0.0), name
     sweep = m["guidance_sweep"]
     cfg = m["config"]
-    assert [r["guidance"] for r in sweep] == list(cfg["sample"]["sweep_guidance"])
+    assert [r["guidance"] for r in sweep] == list(cfg["sweep"]["guidance"])
     for r in sweep:
         assert _finite(r["cas_top1"], 0.0, 1.0) and _finite(r["frechet_distance"], 0.0)
     # The synthetic set is class-balanced, as configured.

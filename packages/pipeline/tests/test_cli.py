@@ -24,8 +24,17 @@ def test_split_config_args():
     )
     assert rest == ["sample", "--config", "paper/sample_final"]
     assert over == ["per_class=3", "seed=4"]
-    with pytest.raises(ConfigError):
-        cli.split_config_args(["sample", "--config.seed"])
+    # A value never starts with "--": an override without one stays bare (a bool key is set
+    # true, any other key is an error naming it) instead of swallowing the next flag.
+    rest, over = cli.split_config_args(
+        ["sample", "--config.workdir", "--config.per_class=5", "--config.overwrite"]
+    )
+    assert rest == ["sample"] and over == ["workdir", "per_class=5", "overwrite"]
+    rest, over = cli.split_config_args(["finetune", "--config.mesh.data", "-1"])
+    assert over == ["mesh.data=-1"]
+    for bad in (["sample", "--config."], ["sample", "--config.=3"]):
+        with pytest.raises(ConfigError):
+            cli.split_config_args(bad)
 
 
 def test_configs_lists_paper_and_demo(capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 
 import ml_collections
 import pytest
@@ -140,10 +141,150 @@ def test_final_sampling_settings():
 
 def test_finetune_recipes():
     b = config_lib.load_config("paper/base64_finetune", "finetune")
-    assert (b.train.optimizer, b.train.steps, b.train.batch_size) == ("adafactor", 210_000, 2048)
+    assert (b.optimizer.name, b.train.num_steps, b.train.batch_size) == ("adafactor", 210_000, 2048)
     s = config_lib.load_config("paper/sr256_finetune", "finetune")
-    assert (s.train.optimizer, s.train.steps, s.train.learning_rate) == ("adam", 490_000, 1e-4)
-    assert b.train.text_drop_prob == s.train.text_drop_prob == 0.1
+    assert (s.optimizer.name, s.train.num_steps, s.optimizer.learning_rate) == (
+        "adam",
+        490_000,
+        1e-4,
+    )
+    assert s.optimizer.end_learning_rate == s.optimizer.learning_rate  # constant after warmup
+    assert b.diffusion.p_uncond == s.diffusion.p_uncond == 0.1
+
+
+@pytest.mark.parametrize("spec", [s for s in ALL_SPECS if "finetune" in s])
+def test_finetune_config_embeds_the_diffusion_core_preset(spec):
+    from synthaug import diffusion_core as dc
+
+    cfg = config_lib.load_config(spec, "finetune")
+    preset = dc.get_preset(cfg.preset)
+    for section in preset:  # the package's sections under the package's own key names
+        assert set(cfg[section].keys()) == set(preset[section].keys()), (spec, section)
+    # What the stage trains with is the package config itself: no renamed copy.
+    from synthaug.pipeline.models import diffusion_config
+
+    dcfg = diffusion_config(cfg)
+    assert dcfg.to_dict() == {k: cfg[k].to_dict() for k in preset}
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        s
+        for s in ALL_SPECS
+        if s.split("/")[1].split(":")[0]
+        in (
+            "resnet50",
+            "resnet_deep",
+            "data_size",
+            "vit_s16",
+            "deit_s",
+            "deit_b",
+            "deit_l",
+            "classifier",
+        )
+    ],
+)
+def test_classifier_config_embeds_the_recipe(spec):
+    from synthaug import classifiers as cl
+    from synthaug.pipeline.classify import recipe_config
+
+    cfg = config_lib.load_config(spec, "train-classifier")
+    assert set(cfg.recipe.keys()) == set(cl.resnet_recipe().keys())
+    assert recipe_config(cfg).to_dict() == cfg.recipe.to_dict()
+
+
+def test_defaults_come_from_the_packages(tmp_path):
+    from synthaug import classifiers as cl
+    from synthaug import diffusion_core as dc
+
+    f = tmp_path / "mine.py"
+    f.write_text(
+        "def get_config():\n"
+        "    return {'stage': 'finetune', 'preset': 'tiny_sr', 'train': {'num_steps': 7}}\n"
+    )
+    cfg = config_lib.load_config(str(f), "finetune")
+    want = dc.get_preset("tiny_sr")
+    assert cfg.train.num_steps == 7
+    assert cfg.train.save_every == want.train.save_every
+    assert cfg.model.to_dict() == want.model.to_dict()
+    assert cfg.optimizer.to_dict() == want.optimizer.to_dict()
+    f.write_text(
+        "def get_config():\n"
+        "    return {'stage': 'train-classifier', 'recipe': {'epochs': 3,"
+        " 'model_kwargs': {'drop_path_rate': 0.2}}}\n"
+    )
+    cfg = config_lib.load_config(str(f), "train-classifier", ["recipe.model_kwargs.x=1"])
+    want = cl.resnet_recipe().to_dict()
+    want.update(epochs=3, model_kwargs={"drop_path_rate": 0.2, "x": 1})
+    assert cfg.recipe.to_dict() == want
+
+
+def test_renamed_or_unknown_package_keys_are_errors(tmp_path):
+    for old in ("train.steps=5", "train.checkpoint_every=5", "train.text_drop_prob=0.2"):
+        with pytest.raises(ConfigError, match=old.split("=")[0]):
+            config_lib.load_config("paper/base64_finetune", "finetune", [old])
+    with pytest.raises(ConfigError, match="recipe.base_learning_rate"):
+        config_lib.load_config(
+            "paper/resnet50", "train-classifier", ["recipe.base_learning_rate=1"]
+        )
+    f = tmp_path / "old.py"
+    f.write_text("def get_config():\n    return {'stage': 'finetune', 'train': {'steps': 5}}\n")
+    with pytest.raises(ConfigError, match="'train.steps'.*train.num_steps"):
+        config_lib.load_config(str(f), "finetune")
+    # A misspelt key in a package section fails when the file builds it (the section is locked).
+    f.write_text(
+        "from synthaug.pipeline.schemas import finetune_config\n"
+        "def get_config():\n    c = finetune_config('tiny_base')\n    c.train.stepz = 5\n"
+        "    return c\n"
+    )
+    with pytest.raises(ConfigError, match="stepz"):
+        config_lib.load_config(str(f), "finetune")
+
+
+def test_preset_is_fixed_by_the_config_file():
+    with pytest.raises(ConfigError, match="'preset' cannot be overridden"):
+        config_lib.load_config("paper/base64_finetune", "finetune", ["preset=tiny_base"])
+    with pytest.raises(ConfigError, match="'base.preset' cannot be overridden"):
+        config_lib.load_config("demo/default", "demo", ["base.preset=imagen_base_64"])
+    with pytest.raises(ConfigError, match="unknown diffusion preset 'nope'"):
+        config_lib.validate({"stage": "finetune", "preset": "nope"})
+
+
+@pytest.mark.parametrize("stage", ["finetune", "train-classifier", "sample", "evaluate"])
+def test_mesh_and_sharding_keys(stage):
+    from synthaug.tpu_launch.mesh import DEFAULT_AXES
+
+    cfg = config_lib.load_config(None, stage)
+    assert cfg.mesh.to_dict() == DEFAULT_AXES and cfg.sharding.rules == ()
+    cfg = config_lib.load_config(
+        None,
+        stage,
+        ["mesh.data=-1", "mesh.fsdp=2", "sharding.rules=(('.*/kernel$', (None, 'fsdp')),)"],
+    )
+    assert (cfg.mesh.data, cfg.mesh.fsdp) == (-1, 2)
+    assert cfg.sharding.rules == ((".*/kernel$", (None, "fsdp")),)
+    for bad, needle in (
+        ("mesh.data=0", "mesh.data must be a positive axis size or -1"),
+        ("mesh.fsdp=-2", "mesh.fsdp"),
+        ("mesh.tensor=2", "unknown config key 'mesh.tensor'"),
+        ("sharding.rules=(('(', ('fsdp',)),)", "does not compile"),
+        ("sharding.rules=(('x', ('tensor',)),)", "mesh axis 'tensor'"),
+        ("sharding.rules=(('x',),)", "pair"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(needle)):
+            config_lib.load_config(None, stage, [bad])
+    with pytest.raises(ConfigError, match="at most one axis may be -1"):
+        config_lib.load_config(None, stage, ["mesh.fsdp=-1"])
+
+
+def test_override_syntax_of_config_flags():
+    cfg = config_lib.load_config("demo/sample", "sample", ["overwrite"])
+    assert cfg.overwrite is True  # a bool key alone is set true
+    with pytest.raises(ConfigError, match=r"--config.workdir has no value"):
+        config_lib.load_config("demo/sample", "sample", ["workdir"])
+    cfg = config_lib.load_config("demo/sample", "sample", ["classes=('one', 'two')"])
+    assert cfg.classes == ("one", "two")
 
 
 def test_unknown_key_in_file_is_an_error(tmp_path):
@@ -201,9 +342,9 @@ def test_paper_config_names_exist_in_the_leaf_packages(spec):
     raw = config_lib.load_config_file(spec)
     cfg = config_lib.load_config(spec, raw.stage)
     if cfg.stage == "train-classifier":
-        assert cfg.model.name in classifiers.MODEL_NAMES
+        assert cfg.recipe.model in classifiers.MODEL_NAMES
     if cfg.stage == "finetune":
-        diffusion_core.get_preset(cfg.model.preset)
+        diffusion_core.get_preset(cfg.preset)
     if cfg.stage in ("finetune", "sample"):
         text_encoder.get_config(cfg.text.encoder)
     if cfg.stage == "sample":

@@ -109,7 +109,7 @@ def test_finetune_checks_inputs(tmp_path):
     cfg = config_lib.load_config(
         "demo/finetune:sr",
         "finetune",
-        [f"model.init_checkpoint={tmp_path}/noinit", f"workdir={tmp_path}/w"],
+        [f"init_checkpoint={tmp_path}/noinit", f"workdir={tmp_path}/w"],
     )
     with pytest.raises(MissingPathError, match="noinit"):
         check_finetune(cfg)

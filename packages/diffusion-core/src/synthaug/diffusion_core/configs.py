@@ -19,6 +19,7 @@ from collections.abc import Callable
 import jax.numpy as jnp
 import ml_collections
 
+from synthaug.diffusion_core.adm import ADMUNet
 from synthaug.diffusion_core.efficient_unet import EfficientUNet
 from synthaug.diffusion_core.unet import UNet
 
@@ -31,14 +32,16 @@ __all__ = [
     "param_count",
 ]
 
-_KINDS = {"unet": UNet, "efficient_unet": EfficientUNet}
+_KINDS = {"unet": UNet, "efficient_unet": EfficientUNet, "adm": ADMUNet}
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
 def _diffusion(*, schedule: str, lowres_size: int = 0) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         {
-            "schedule": schedule,  # "cosine" or "linear"
+            # "cosine", "linear" (continuous, Imagen) or "nichol_cosine", "ddpm_linear" (the
+            # discrete 1000-step schedules ADM and DeepFloyd IF were trained with)
+            "schedule": schedule,
             "prediction_type": "eps",  # "eps", "v" or "x0"
             "p_uncond": 0.1,  # text dropped with this probability (classifier-free guidance)
             "lowres_size": lowres_size,  # SR models: resolution of the conditioning image
@@ -47,6 +50,8 @@ def _diffusion(*, schedule: str, lowres_size: int = 0) -> ml_collections.ConfigD
             "aug_level_max": 1.0,
             "sample_aug_level": 0.0,  # the fixed level used at sampling time
             "resize_method": "bilinear",
+            # "fixed" (the log-variance mix) or "learned_range" (the model's extra channels)
+            "variance": "fixed",
         }
     )
 
@@ -231,7 +236,186 @@ def tiny_sr() -> ml_collections.ConfigDict:
     return cfg
 
 
+def _pretrained_config(model: dict, *, schedule: str, lowres_size: int = 0):
+    cfg = _config(
+        {"kind": "adm", **model},
+        _diffusion(schedule=schedule, lowres_size=lowres_size),
+        _optimizer(name="adam", lr=1e-5, warmup=1000, decay=100_000),
+        _train(batch_size=256, steps=100_000),
+    )
+    with cfg.unlocked():
+        # Models with a learned-range variance output: the sampler reads the extra channels.
+        cfg.diffusion.variance = "learned_range"
+        if lowres_size:
+            cfg.diffusion.aug_schedule = schedule
+    return cfg
+
+
+def adm_64() -> ml_collections.ConfigDict:
+    """OpenAI's ADM ImageNet 64x64 class-conditional model (``64x64_diffusion.pt``, 296M).
+
+    guided-diffusion flags: ``--attention_resolutions 32,16,8 --class_cond True
+    --learn_sigma True --num_channels 192 --num_head_channels 64 --num_res_blocks 3
+    --resblock_updown True --use_new_attention_order True --use_scale_shift_norm True
+    --noise_schedule cosine --diffusion_steps 1000``.
+    """
+    model = {
+        "image_size": 64,
+        "out_channels": 6,
+        "model_channels": 192,
+        "channel_mult": (1, 2, 3, 4),
+        "num_res_blocks": 3,
+        "attention_resolutions": (2, 4, 8),
+        "num_head_channels": 64,
+        "num_classes": 1000,
+        "dropout": 0.1,
+    }
+    return _pretrained_config(model, schedule="nichol_cosine")
+
+
+def adm_sr_256() -> ml_collections.ConfigDict:
+    """OpenAI's ADM 64->256 class-conditional upsampler (``64_256_upsampler.pt``, 312M).
+
+    guided-diffusion flags: ``--attention_resolutions 32,16,8 --class_cond True
+    --learn_sigma True --large_size 256 --small_size 64 --num_channels 192 --num_heads 4
+    --num_res_blocks 2 --resblock_updown True --use_scale_shift_norm True --noise_schedule
+    linear --diffusion_steps 1000``; the low-res image is upsampled (bilinear) and
+    concatenated to the input, without noise augmentation.
+    """
+    model = {
+        "image_size": 256,
+        "out_channels": 6,
+        "model_channels": 192,
+        "channel_mult": (1, 1, 2, 2, 4, 4),
+        "num_res_blocks": 2,
+        "attention_resolutions": (8, 16, 32),
+        "num_heads": 4,
+        "num_head_channels": -1,
+        "num_classes": 1000,
+        "lowres_channels": 3,
+    }
+    return _pretrained_config(model, schedule="ddpm_linear", lowres_size=64)
+
+
+def _if_stage_1(model_channels: int) -> ml_collections.ConfigDict:
+    model = {
+        "image_size": 64,
+        "out_channels": 6,
+        "model_channels": model_channels,
+        "channel_mult": (1, 2, 3, 4),
+        "num_res_blocks": 3,
+        "attention_resolutions": (2, 4, 8),
+        "num_head_channels": 64,
+        "time_embed_dim": 4 * model_channels,
+        "activation": "gelu",
+        "text_dim": 4096,
+        "text_channels": 4 * model_channels,
+        "text_pool_heads": 64,
+    }
+    return _pretrained_config(model, schedule="nichol_cosine")
+
+
+def if_i_xl() -> ml_collections.ConfigDict:
+    """DeepFloyd IF-I-XL (``DeepFloyd/IF-I-XL-v1.0``, 4.3B): the 64x64 T5-XXL-conditioned
+    base, model_channels 704 and encoder_channels 2816 (its original config)."""
+    return _if_stage_1(704)
+
+
+def tiny_adm() -> ml_collections.ConfigDict:
+    """A tiny class-conditional ADM (16x16, 10 classes) for tests and fixtures."""
+    model = {
+        "image_size": 16,
+        "out_channels": 6,
+        "model_channels": 32,
+        "channel_mult": (1, 1),
+        "num_res_blocks": 1,
+        "attention_resolutions": (2,),
+        "num_head_channels": 32,
+        "num_classes": 10,
+    }
+    cfg = _pretrained_config(model, schedule="nichol_cosine")
+    with cfg.unlocked():
+        cfg.train.batch_size = 4
+    return cfg
+
+
+def tiny_adm_sr() -> ml_collections.ConfigDict:
+    """A tiny class-conditional ADM 16->32 upsampler (legacy attention order) for tests."""
+    cfg = tiny_adm()
+    with cfg.unlocked():
+        cfg.model.image_size = 32
+        cfg.model.num_heads = 2
+        cfg.model.num_head_channels = -1
+        cfg.model.lowres_channels = 3
+        cfg.diffusion.schedule = "ddpm_linear"
+        cfg.diffusion.lowres_size = 16
+    return cfg
+
+
+def tiny_if() -> ml_collections.ConfigDict:
+    """A tiny IF-I-style base (16x16, 64-wide text) for tests and fixtures."""
+    model = {
+        "image_size": 16,
+        "out_channels": 6,
+        "model_channels": 32,
+        "channel_mult": (1, 1),
+        "num_res_blocks": (1, 2),
+        "attention_resolutions": (2,),
+        "num_head_channels": 32,
+        "time_embed_dim": 64,
+        "activation": "gelu",
+        "text_dim": 48,
+        "text_channels": 32,
+        "text_pool_heads": 4,
+    }
+    cfg = _pretrained_config(model, schedule="nichol_cosine")
+    with cfg.unlocked():
+        cfg.train.batch_size = 4
+    return cfg
+
+
+def tiny_if_sr() -> ml_collections.ConfigDict:
+    """A tiny IF-II-style 16->32 super-resolution stage for tests and fixtures."""
+    model = {
+        "image_size": 32,
+        "out_channels": 6,
+        "model_channels": 32,
+        "channel_mult": (1, 1),
+        "num_res_blocks": (1, 2),
+        "attention_resolutions": (2,),
+        "num_head_channels": 32,
+        "time_embed_dim": 64,
+        "activation": "gelu",
+        "efficient_activation": True,
+        "resblock_output_scale": 1 / 0.7071,
+        "mid_output_scale": 1 / 0.7071,
+        "text_dim": 48,
+        "text_channels": 32,
+        "text_pool_heads": 4,
+        "self_attention": False,
+        "lowres_channels": 3,
+        "aug_embedding": True,
+    }
+    cfg = _pretrained_config(model, schedule="nichol_cosine", lowres_size=16)
+    with cfg.unlocked():
+        cfg.train.batch_size = 4
+        cfg.diffusion.sample_aug_level = 0.25
+    return cfg
+
+
+PRETRAINED_PRESETS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
+    "adm_64": adm_64,
+    "adm_sr_256": adm_sr_256,
+    "if_i_xl": if_i_xl,
+    "tiny_adm": tiny_adm,
+    "tiny_adm_sr": tiny_adm_sr,
+    "tiny_if": tiny_if,
+    "tiny_if_sr": tiny_if_sr,
+}
+
+
 PRESETS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
+    **PRETRAINED_PRESETS,
     "imagen_base_64": imagen_base_64,
     "imagen_sr_256": imagen_sr_256,
     "imagen_sr_1024": imagen_sr_1024,
@@ -333,10 +517,16 @@ def abstract_params(config, *, batch_size: int = 1, text_len: int = 128) -> dict
         lr = jax.ShapeDtypeStruct((batch_size, s, s, m.get("lowres_channels", 3)), f32)
         al = t
 
-    def init(x, t, te, tm, lr, al):
-        return model.init(jax.random.key(0), x, t, te, tm, lowres=lr, aug_level=al)["params"]
+    extra = {}
+    if m.get("num_classes", None) is not None:
+        extra["labels"] = jax.ShapeDtypeStruct((batch_size,), jnp.int32)
 
-    return jax.eval_shape(init, x, t, te, tm, lr, al)
+    def init(x, t, te, tm, lr, al, extra):
+        return model.init(jax.random.key(0), x, t, te, tm, lowres=lr, aug_level=al, **extra)[
+            "params"
+        ]
+
+    return jax.eval_shape(init, x, t, te, tm, lr, al, extra)
 
 
 def param_count(config) -> int:

@@ -12,7 +12,6 @@ evaluation. The classifier's recipe config is kept next to its checkpoints
 
 from __future__ import annotations
 
-import json
 import pathlib
 import time
 from typing import Any
@@ -22,7 +21,7 @@ import numpy as np
 
 from synthaug.pipeline.data import check_source, dataset_of, digits_subset
 from synthaug.pipeline.errors import ConfigError
-from synthaug.pipeline.io import require_dir, write_text
+from synthaug.pipeline.io import read_json, require_dir, write_text
 from synthaug.pipeline.writer import MetricWriter
 
 __all__ = [
@@ -37,63 +36,23 @@ __all__ = [
 
 RECIPE_FILE = "classifier.json"
 MODES = ("real", "synthetic", "mixed")
-RECIPES = ("resnet", "deit", "vit", "demo")
 
 
 def recipe_config(cfg) -> ml_collections.ConfigDict:
-    """The ``synthaug.classifiers`` recipe for a train-classifier config's ``model``/``train``."""
+    """The ``synthaug.classifiers`` recipe of a train-classifier config: its ``recipe``
+    section, as it is (checked by ``classifiers.validate_config``)."""
     from synthaug import classifiers as cl
 
-    m, t = cfg.model, cfg.train
-    if t.recipe not in RECIPES:
-        raise ConfigError(f"train.recipe must be one of {', '.join(RECIPES)}, got {t.recipe!r}")
-    if m.name not in cl.MODEL_NAMES:
+    r = ml_collections.ConfigDict(cfg.recipe.to_dict())
+    if r.model not in cl.MODEL_NAMES:
         raise ConfigError(
-            f"unknown classifier model.name {m.name!r}; expected one of {', '.join(cl.MODEL_NAMES)}"
+            f"unknown recipe.model {r.model!r}; expected one of {', '.join(cl.MODEL_NAMES)}"
         )
-    if t.recipe == "resnet":
-        r = cl.resnet_recipe(
-            int(t.batch_size),
-            int(t.epochs),
-            model=m.name,
-            num_classes=int(m.num_classes),
-            schedule=t.schedule,
-        )
-    elif t.recipe in ("deit", "vit"):
-        r = cl.deit_recipe(
-            int(t.batch_size), int(t.epochs), model=m.name, num_classes=int(m.num_classes)
-        )
-    else:
-        r = cl.demo_recipe(
-            m.name,
-            num_classes=int(m.num_classes),
-            batch_size=int(t.batch_size),
-            epochs=int(t.epochs),
-            image_size=int(m.image_size),
-        )
-    r = ml_collections.ConfigDict(r.to_dict())
-    r.image_size = int(m.image_size)
-    r.base_lr = float(t.base_learning_rate)
-    r.lr_batch_base = 256
-    r.optimizer = t.optimizer
-    r.schedule = t.schedule
-    r.warmup_epochs = float(t.warmup_epochs)
-    r.weight_decay = float(t.weight_decay)
-    r.momentum = float(t.momentum)
-    r.nesterov = bool(t.nesterov)
-    r.label_smoothing = float(t.label_smoothing)
-    r.mixup_alpha = float(t.mixup_alpha)
-    r.cutmix_alpha = float(t.cutmix_alpha)
-    if t.randaugment:
-        try:
-            layers, mag = (float(x) for x in t.randaugment.split(","))
-        except ValueError:
-            raise ConfigError(
-                f"train.randaugment must be 'layers,magnitude', got {t.randaugment!r}"
-            ) from None
-        r.randaugment.num_layers, r.randaugment.magnitude = int(layers), mag
-    r.seed = int(cfg.seed)
-    cl.validate_config(r)
+    try:
+        cl.validate_config(r)
+    except ValueError as e:
+        raise ConfigError(str(e).replace("config.", "recipe.", 1)) from None
+    r.lock()
     return r
 
 
@@ -109,11 +68,10 @@ def read_synthetic_arrays(out_dir, *, limit: int = 0, size: int | None = None):
       ``(uint8 [N, H, W, 3], int32 [N])``.
     """
     from synthaug import imagenet_data as data
-    from synthaug.pipeline.sample import sample_dirs
 
     require_dir(out_dir, "synthetic data directory")
     images, labels = [], []
-    for d in sample_dirs(out_dir):
+    for d in data.synthetic_dirs(out_dir):
         for img, lab in data.iter_synthetic(d):
             images.append(img)
             labels.append(lab)
@@ -145,7 +103,8 @@ def check_classifier(cfg) -> None:
 
 
 def _train_arrays(cfg) -> tuple[np.ndarray, np.ndarray]:
-    size = int(cfg.model.image_size)
+    size = int(cfg.recipe.image_size)
+    seed = int(cfg.recipe.seed)
     parts = []
     if cfg.data.mode in ("real", "mixed"):
         if dataset_of(cfg.data.real.source) != "digits":
@@ -153,9 +112,7 @@ def _train_arrays(cfg) -> tuple[np.ndarray, np.ndarray]:
                 "in-memory training reads the digits; ImageNet-scale data streams through "
                 "tf.data on the pod (data.real.source must be 'digits' here)"
             )
-        parts.append(
-            digits_subset(cfg.data.real.split, size, cfg.data.real.per_class, seed=cfg.seed)
-        )
+        parts.append(digits_subset(cfg.data.real.split, size, cfg.data.real.per_class, seed=seed))
     if cfg.data.mode in ("synthetic", "mixed"):
         parts.append(
             read_synthetic_arrays(
@@ -173,7 +130,7 @@ def _eval_arrays(cfg):
     src = cfg.data.real
     if src.source != "digits":
         return None
-    return digits_subset(cfg.data.eval_split, int(cfg.model.image_size))
+    return digits_subset(cfg.data.eval_split, int(cfg.recipe.image_size))
 
 
 def _streaming(cfg) -> bool:
@@ -194,18 +151,18 @@ def _count(ds) -> int:
 def _synthetic_dataset(cfg, *, shuffle: bool, seed: int):
     """``(dataset of (uint8 image, label), examples)`` of the synthetic shards."""
     from synthaug import imagenet_data as data
-    from synthaug.pipeline.sample import sample_dirs
 
-    require_dir(cfg.data.synthetic_dir, "synthetic data directory (data.synthetic_dir)")
-    dirs = sample_dirs(cfg.data.synthetic_dir)
-    total = sum(int(data.read_manifest(d)["num_examples"]) for d in dirs)
-    ds = None
-    for d in dirs:
-        part = data.read_synthetic(d, shuffle=shuffle, seed=seed)
-        ds = part if ds is None else ds.concatenate(part)
+    root = cfg.data.synthetic_dir
+    require_dir(root, "synthetic data directory (data.synthetic_dir)")
+    total = sum(int(data.read_manifest(d)["num_examples"]) for d in data.synthetic_dirs(root))
+    buffer = int(cfg.data.get("shuffle_buffer", data.DEFAULT_SHUFFLE_BUFFER))
     limit = int(cfg.data.synthetic_images)
-    if limit:
-        ds, total = ds.take(limit), min(limit, total)
+    if limit:  # the first `limit` examples, shuffled among themselves
+        ds, total = data.read_synthetic(root).take(limit), min(limit, total)
+        if shuffle and buffer:
+            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    else:
+        ds = data.read_synthetic(root, shuffle=shuffle, seed=seed, shuffle_buffer=buffer)
     if total == 0:
         raise ConfigError(f"synthetic data directory {cfg.data.synthetic_dir!r} holds no images")
     return ds, total
@@ -229,12 +186,12 @@ def stream_datasets(cfg, recipe):
     from synthaug.pipeline.data import real_dataset
     from synthaug.tpu_launch import process_count, process_index
 
-    size = int(cfg.model.image_size)
+    size = int(recipe.image_size)
     bs = int(recipe.batch_size)
     pc, pi = process_count(), process_index()
     per_host = bs // max(pc, 1)
     mode = cfg.data.mode
-    seed = int(cfg.seed)
+    seed = int(recipe.seed)
     n_real = n_syn = 0
     if mode in ("real", "mixed"):
         n_real = _count(real_dataset(cfg.data.real))
@@ -369,7 +326,7 @@ def train_classifier(
                 recipe,
                 epoch_batches,
                 steps_per_epoch=spe,
-                rng=jax.random.key(int(cfg.seed)),
+                rng=jax.random.key(int(recipe.seed)),
                 eval_batches=eval_batches,
                 checkpoint_dir=workdir / "checkpoints",
                 log_fn=log_fn,
@@ -379,7 +336,7 @@ def train_classifier(
                 recipe,
                 images,
                 labels,
-                rng=jax.random.key(int(cfg.seed)),
+                rng=jax.random.key(int(recipe.seed)),
                 checkpoint_dir=workdir / "checkpoints",
                 log_fn=log_fn,
             )
@@ -388,7 +345,7 @@ def train_classifier(
     summary: dict[str, Any] = {
         "stage": "train-classifier",
         "mode": cfg.data.mode,
-        "model": cfg.model.name,
+        "model": recipe.model,
         "train_examples": int(spe * recipe.batch_size) if stream else int(len(labels)),
         "epochs": epochs,
         "final_train_loss": history[-1]["train_loss"] if history else None,
@@ -425,7 +382,7 @@ def load_classifier(workdir):
     recipe_path = workdir / RECIPE_FILE
     if not recipe_path.is_file():
         raise FileNotFoundError(f"classifier directory {str(workdir)!r} has no {RECIPE_FILE}")
-    recipe = ml_collections.ConfigDict(json.loads(recipe_path.read_text()))
+    recipe = ml_collections.ConfigDict(read_json(recipe_path, "classifier recipe"))
     model = cl.model_from_config(recipe)
     template = cl.create_train_state(model, recipe, jax.random.key(0), steps_per_epoch=1)
     ckpt = cl.Checkpointer(workdir / "checkpoints")

@@ -14,6 +14,10 @@
 6. Write ``report.md`` with the tables, a sample grid per class, the sweep plot and the wall
    time of each stage, plus ``metrics.json`` and TensorBoard event files.
 
+The stages are configured by the demo config's stage configs, the other files of
+``configs/demo/`` (``base``/``sr``: finetune, ``sample``, ``classifier``: train-classifier);
+the demo only places them: workdirs under ``config.out``, every seed from ``config.seed``,
+every ``text`` section from ``config.text`` (its embedding cache inside ``config.out``).
 Everything goes under ``config.out``; the report is written last (atomically), so its
 presence means the demo finished.
 """
@@ -34,101 +38,32 @@ from synthaug.pipeline.writer import MetricWriter, StageTimer
 
 __all__ = ["feature_frechet_distance", "run_demo"]
 
-CLASSIFIER_SIZE = 32
-
 
 def _finetune_cfg(cfg, which: str, out: pathlib.Path) -> ml_collections.ConfigDict:
-    m = cfg[which]
-    steps = int(m.steps)
-    return validate(
-        {
-            "stage": "finetune",
-            "seed": int(cfg.seed),
-            "workdir": str(out / f"diffusion_{which}"),
-            "model": {"preset": m.preset},
-            "data": {"source": "digits", "split": "train"},
-            "text": cfg.text.to_dict(),
-            "train": {
-                "steps": steps,
-                "batch_size": int(m.batch_size),
-                "optimizer": "adam",
-                "learning_rate": float(m.learning_rate),
-                "warmup_steps": max(1, steps // 20),
-                "decay": "cosine",
-                "ema_decay": 0.995 if steps >= 500 else 0.98,
-                "text_drop_prob": 0.1,
-                "checkpoint_every": steps,
-                "log_every": max(1, steps // 50),
-            },
-            "hardware": "CPU",
-        }
-    )
+    """The demo's ``base`` or ``sr`` finetune config, placed under ``out``."""
+    c = cfg[which].to_dict()
+    c["workdir"] = str(out / f"diffusion_{which}")
+    c["text"] = cfg.text.to_dict()
+    c["train"]["seed"] = int(cfg.seed)
+    return validate(c, "finetune")
 
 
-def _sample_cfg(cfg, out_dir: pathlib.Path, *, guidance: float, per_class: int, seed: int):
-    s = cfg.sample
-    return validate(
-        {
-            "stage": "sample",
-            "seed": seed,
-            "out_dir": str(out_dir),
-            "dataset": "digits",
-            "per_class": per_class,
-            "shard_size": int(s.shard_size),
-            "batch_size": int(s.batch_size),
-            "text": cfg.text.to_dict(),
-            "base": {
-                "enabled": True,
-                "preset": cfg.base.preset,
-                "sampler": "ddpm",
-                "steps": int(s.base_steps),
-                "guidance": float(guidance),
-                "log_var_mix": float(s.base_log_var_mix),
-                "aug_level": 0.0,
-            },
-            "sr1": {
-                "enabled": True,
-                "preset": cfg.sr.preset,
-                "sampler": "ddpm",
-                "steps": int(s.sr_steps),
-                "guidance": float(s.sr_guidance),
-                "log_var_mix": float(s.sr_log_var_mix),
-                "aug_level": float(s.sr_aug_level),
-            },
-            "sr2": {"enabled": False},
-        }
-    )
+def _sample_cfg(cfg, out_dir: pathlib.Path, *, guidance: float, per_class: int):
+    """The demo's sample config writing to ``out_dir``, at base guidance ``guidance``."""
+    c = cfg.sample.to_dict()
+    c.update(seed=int(cfg.seed), out_dir=str(out_dir), per_class=per_class)
+    c["text"] = cfg.text.to_dict()
+    c["base"]["guidance"] = float(guidance)
+    return validate(c, "sample")
 
 
 def _classifier_cfg(cfg, workdir: pathlib.Path, mode: str):
-    c = cfg.classifier
-    return validate(
-        {
-            "stage": "train-classifier",
-            "seed": int(cfg.seed),
-            "workdir": str(workdir),
-            "model": {"name": c.name, "num_classes": 10, "image_size": CLASSIFIER_SIZE},
-            "data": {
-                "mode": mode,
-                "real": {"source": "digits", "split": "train"},
-                "eval_split": "test",
-            },
-            "train": {
-                "recipe": "demo",
-                "optimizer": "sgd",
-                # One "epoch" over the repeated training set of `steps` batches (see
-                # `_repeat_to`): the same schedule, hence one compiled step, for every set.
-                "epochs": 1,
-                "batch_size": int(c.batch_size),
-                "base_learning_rate": float(c.learning_rate),
-                "warmup_epochs": 0.1,
-                "schedule": "cosine",
-                "weight_decay": 5e-4,
-                "momentum": 0.9,
-                "nesterov": True,
-            },
-        }
-    )
+    """The demo's train-classifier config for ``mode``, in ``workdir``."""
+    c = cfg.classifier.to_dict()
+    c["workdir"] = str(workdir)
+    c["data"]["mode"] = mode
+    c["recipe"]["seed"] = int(cfg.seed)
+    return validate(c, "train-classifier")
 
 
 def _repeat_to(images: np.ndarray, labels: np.ndarray, n: int, *, seed: int):
@@ -140,18 +75,18 @@ def _repeat_to(images: np.ndarray, labels: np.ndarray, n: int, *, seed: int):
 
 
 def _train_demo_classifier(cfg, workdir, mode, arrays, test, *, progress):
-    """Train one demo classifier for ``classifier.steps`` steps; the summary counts distinct
-    training images."""
+    """Train one demo classifier for ``classifier.recipe.total_steps`` steps (one epoch of
+    the training set repeated to that length); the summary counts distinct training images."""
     from synthaug.pipeline.classify import train_classifier
 
-    c = cfg.classifier
+    r = cfg.classifier.recipe
     x, y = arrays
-    rep = _repeat_to(x, y, int(c.steps) * int(c.batch_size), seed=int(cfg.seed))
+    rep = _repeat_to(x, y, int(r.total_steps) * int(r.batch_size), seed=int(cfg.seed))
     res = train_classifier(
         _classifier_cfg(cfg, workdir, mode), progress=progress, arrays=rep, eval_arrays=test
     )
     res["train_examples"] = int(len(y))
-    res["steps"] = int(c.steps)
+    res["steps"] = int(r.total_steps)
     return res
 
 
@@ -245,11 +180,7 @@ def run_demo(cfg, *, progress: bool = True) -> dict[str, Any]:
             models[key] = train_stage(fcfg, progress=progress)[1]
 
     scfg = _sample_cfg(
-        cfg,
-        out / "synthetic",
-        guidance=cfg.sample.base_guidance,
-        per_class=int(cfg.sample.per_class),
-        seed=int(cfg.seed),
+        cfg, out / "synthetic", guidance=cfg.sample.base.guidance, per_class=cfg.sample.per_class
     )
     with timer("sample"):
         sample(
@@ -263,11 +194,10 @@ def run_demo(cfg, *, progress: bool = True) -> dict[str, Any]:
         )
     syn_x, syn_y = read_synthetic_arrays(out / "synthetic")
 
-    real_x, real_y = digits_subset(
-        "train", CLASSIFIER_SIZE, int(cfg.real_per_class), seed=int(cfg.seed)
-    )
-    full_x, full_y = digits_subset("train", CLASSIFIER_SIZE)
-    test = digits_subset("test", CLASSIFIER_SIZE)
+    size = int(cfg.classifier.recipe.image_size)
+    real_x, real_y = digits_subset("train", size, int(cfg.real_per_class), seed=int(cfg.seed))
+    full_x, full_y = digits_subset("train", size)
+    test = digits_subset("test", size)
     results = {}
     runs = {
         "real": (real_x, real_y),
@@ -303,20 +233,14 @@ def run_demo(cfg, *, progress: bool = True) -> dict[str, Any]:
 
     sweep_rows = []
     with timer("guidance sweep"):
-        for w in cfg.sample.sweep_guidance:
-            if w == cfg.sample.base_guidance and cfg.sample.sweep_per_class == cfg.sample.per_class:
+        for w in cfg.sweep.guidance:
+            if w == cfg.sample.base.guidance and cfg.sweep.per_class == cfg.sample.per_class:
                 # This point of the sweep is the main synthetic set: reuse it.
                 x, y, cas = syn_x, syn_y, results["synthetic"]["top1"]
             else:
                 d = out / "sweep" / f"guidance_{w:g}"
                 sample(
-                    _sample_cfg(
-                        cfg,
-                        d / "synthetic",
-                        guidance=w,
-                        per_class=int(cfg.sample.sweep_per_class),
-                        seed=int(cfg.seed),
-                    ),
+                    _sample_cfg(cfg, d / "synthetic", guidance=w, per_class=cfg.sweep.per_class),
                     progress=progress,
                     models=models,
                     text=(emb, mask),
@@ -448,8 +372,9 @@ def _write_report(out, cfg, s, *, grids, overview, real_grid, plot) -> pathlib.P
     rep.table(["training data", "images", "top-1", "top-5"], rows)
     rep.paragraph(
         f"The real subset has {cfg.real_per_class} images per class. Classifier: "
-        f"`{cfg.classifier.name}`, {cfg.classifier.steps} SGD steps of batch "
-        f"{cfg.classifier.batch_size} for every row (small sets are passed over more often). "
+        f"`{cfg.classifier.recipe.model}`, {cfg.classifier.recipe.total_steps} SGD steps of "
+        f"batch {cfg.classifier.recipe.batch_size} for every row (small sets are passed over "
+        "more often). "
         "The paper's numbers "
         "(ImageNet, ResNet-50): real 76.39 → real + generated 78.17 top-1; CAS 64.96 (256×256)."
     )
@@ -484,12 +409,12 @@ def _write_report(out, cfg, s, *, grids, overview, real_grid, plot) -> pathlib.P
     for g in grids:
         rep.figure(g, f"Synthetic samples of class '{g.stem.split('_', 2)[-1]}'")
     rep.heading("Sampler settings")
-    sm = cfg.sample
+    names = {"ddpm": "DDPM ancestral", "ddim": "DDIM"}
     rep.table(
         ["stage", "guidance w", "log-variance mix", "sampler", "steps"],
         [
-            ["base 16×16", sm.base_guidance, sm.base_log_var_mix, "DDPM ancestral", sm.base_steps],
-            ["SR 16→32", sm.sr_guidance, sm.sr_log_var_mix, "DDPM ancestral", sm.sr_steps],
+            [label, st.guidance, st.log_var_mix, names[st.sampler], st.steps]
+            for label, st in (("base 16×16", cfg.sample.base), ("SR 16→32", cfg.sample.sr1))
         ],
     )
     rep.paragraph(

@@ -13,7 +13,7 @@ from synthaug.pipeline.classes import class_names
 from synthaug.pipeline.data import check_source, dataset_of, digits_subset, to_float
 from synthaug.pipeline.errors import ConfigError
 from synthaug.pipeline.io import require_dir
-from synthaug.pipeline.models import diffusion_config, write_model_info
+from synthaug.pipeline.models import check_text_dim, diffusion_config, write_model_info
 from synthaug.pipeline.text import class_embeddings
 from synthaug.pipeline.writer import MetricWriter
 
@@ -25,8 +25,11 @@ def check_finetune(cfg) -> None:
     if not cfg.workdir:
         raise ConfigError("finetune needs config.workdir (where checkpoints go)")
     check_source(cfg.data)
-    if cfg.model.init_checkpoint:
-        require_dir(cfg.model.init_checkpoint, "initial checkpoint (model.init_checkpoint)")
+    if cfg.init_checkpoint:
+        require_dir(cfg.init_checkpoint, "initial checkpoint (init_checkpoint)")
+    for key in ("num_steps", "batch_size", "save_every", "log_every", "keep"):
+        if key in cfg.train and int(cfg.train[key]) < 1:
+            raise ConfigError(f"train.{key} must be >= 1, got {cfg.train[key]}")
     if cfg.text.checkpoint and not pathlib.Path(cfg.text.checkpoint).exists():
         require_dir(cfg.text.checkpoint, "text encoder checkpoint (text.checkpoint)")
     if cfg.text.tokenizer and not pathlib.Path(cfg.text.tokenizer).is_file():
@@ -88,7 +91,7 @@ def _imagenet_batches(cfg, dcfg, emb, mask):
         process_index=process_index(),
         process_count=process_count(),
         shuffle=True,
-        seed=cfg.seed,
+        seed=int(dcfg.train.seed),
     )
 
     def prep(image, label):
@@ -98,7 +101,7 @@ def _imagenet_batches(cfg, dcfg, emb, mask):
             out["lowres"] = data.to_float_range(data.diffusion_downsample(hi, size=low))
         return out
 
-    per_host = int(cfg.train.batch_size) // max(process_count(), 1)
+    per_host = int(dcfg.train.batch_size) // max(process_count(), 1)
     ds = ds.repeat().map(prep, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(per_host, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     for b in ds.as_numpy_iterator():
@@ -110,8 +113,11 @@ def _imagenet_batches(cfg, dcfg, emb, mask):
 def finetune(cfg, *, progress: bool = True, writer: MetricWriter | None = None) -> dict[str, Any]:
     """Train one diffusion stage as a ``finetune`` config describes; resumes if interrupted.
 
-    Writes ``workdir/checkpoints/`` (orbax, every ``train.checkpoint_every`` steps and at the
-    end), ``workdir/model.json`` (preset and text width, read by ``sample``),
+    The config's ``model``, ``diffusion``, ``optimizer`` and ``train`` sections are
+    diffusion-core's own config, passed to ``diffusion_core.train`` as they are.
+
+    Writes ``workdir/checkpoints/`` (orbax, every ``train.save_every`` steps and at the
+    end), ``workdir/model.json`` (the preset and the model, read by ``sample``),
     ``workdir/metrics.json`` and TensorBoard events under ``workdir/tb``.
 
     Args:
@@ -139,44 +145,28 @@ def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = Non
     dataset = dataset_of(cfg.data.source)
     names = class_names(dataset)
     emb, mask = class_embeddings(cfg.text, names, workdir=workdir)
-    tc = cfg.train
-    dcfg = diffusion_config(
-        cfg.model.preset,
-        text_dim=emb.shape[-1],
-        overrides={
-            "optimizer.name": tc.optimizer,
-            "optimizer.learning_rate": float(tc.learning_rate),
-            "optimizer.warmup_steps": int(tc.warmup_steps),
-            "optimizer.decay_steps": int(tc.steps) if tc.decay == "cosine" else 10**12,
-            "train.batch_size": int(tc.batch_size),
-            "train.num_steps": int(tc.steps),
-            "train.ema_decay": float(tc.ema_decay),
-            "train.save_every": int(tc.checkpoint_every),
-            "train.log_every": int(tc.log_every),
-            "train.seed": int(cfg.seed),
-            "diffusion.p_uncond": float(tc.text_drop_prob),
-        },
-    )
-    if tc.decay not in ("cosine", "constant"):
-        raise ConfigError(f"train.decay must be 'cosine' or 'constant', got {tc.decay!r}")
+    dcfg = diffusion_config(cfg)
+    check_text_dim(dcfg, emb.shape[-1], "finetune config")
+    seed = int(dcfg.train.seed)
+    batch_size = int(dcfg.train.batch_size)
     model = dc.make_model(dcfg)
     is_sr = dc.is_super_resolution(dcfg)
     if dataset == "digits":
         size = int(dcfg.model.image_size)
-        images, labels = digits_subset(cfg.data.split, size, cfg.data.per_class, seed=cfg.seed)
+        images, labels = digits_subset(cfg.data.split, size, cfg.data.per_class, seed=seed)
         lowres = None
         if is_sr:
             lowres, _ = digits_subset(
-                cfg.data.split, int(dcfg.diffusion.lowres_size), cfg.data.per_class, seed=cfg.seed
+                cfg.data.split, int(dcfg.diffusion.lowres_size), cfg.data.per_class, seed=seed
             )
         data = make_batches(
-            images, labels, emb, mask, batch_size=int(tc.batch_size), seed=cfg.seed, lowres=lowres
+            images, labels, emb, mask, batch_size=batch_size, seed=seed, lowres=lowres
         )
     else:
         data = _imagenet_batches(cfg, dcfg, emb, mask)
 
     init_state = None
-    if cfg.model.init_checkpoint:
+    if cfg.init_checkpoint:
         import jax
 
         size, low = int(dcfg.model.image_size), int(dcfg.diffusion.lowres_size)
@@ -187,17 +177,17 @@ def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = Non
         }
         if is_sr:
             example["lowres"] = np.zeros((1, low, low, 3), np.float32)
-        fresh = dc.create_train_state(jax.random.key(int(cfg.seed)), model, dcfg, example)
+        fresh = dc.create_train_state(jax.random.key(seed), model, dcfg, example)
         init_state, merge_report = dc.init_from_pretrained(
-            fresh, dc.load_params(cfg.model.init_checkpoint), dcfg
+            fresh, dc.load_params(cfg.init_checkpoint), dcfg
         )
 
     own_writer = writer is None
     writer = writer or MetricWriter(workdir)
-    write_model_info(workdir, cfg.model.preset, emb.shape[-1])
+    write_model_info(workdir, cfg.preset, dcfg)
     bar = tqdm(
-        total=int(tc.steps),
-        desc=f"finetune {cfg.model.preset}",
+        total=int(dcfg.train.num_steps),
+        desc=f"finetune {cfg.preset}",
         disable=not progress,
         unit="step",
         dynamic_ncols=True,
@@ -223,7 +213,7 @@ def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = Non
         bar.close()
     summary = {
         "stage": "finetune",
-        "preset": cfg.model.preset,
+        "preset": cfg.preset,
         "steps": int(state.step),
         "final_loss": last.get("loss"),
         "wall_time_s": time.perf_counter() - t0,

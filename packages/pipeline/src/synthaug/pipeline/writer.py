@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import pathlib
@@ -66,7 +65,13 @@ class MetricWriter:
         self._summary: dict[str, Any] = {}
         path = self.workdir / "metrics.json"
         if path.is_file():  # a resumed run keeps what it had
-            self._summary = json.loads(path.read_text())
+            from synthaug.pipeline.io import read_json
+
+            self._summary = read_json(path, "metrics summary")
+            if not isinstance(self._summary, dict):
+                from synthaug.pipeline.errors import ConfigError
+
+                raise ConfigError(f"metrics summary {str(path)!r} is not a JSON object")
         self._tb = None
         if tensorboard:
             from synthaug.imagenet_data.records import frame_record
@@ -109,10 +114,14 @@ class MetricWriter:
 
 def read_metrics(workdir: str | os.PathLike) -> dict[str, Any]:
     """The ``metrics.json`` summary of a finished stage's workdir."""
-    from synthaug.pipeline.io import require_file
+    from synthaug.pipeline.errors import ConfigError
+    from synthaug.pipeline.io import read_json
 
-    path = require_file(pathlib.Path(workdir) / "metrics.json", "metrics summary")
-    return json.loads(path.read_text())
+    path = pathlib.Path(workdir) / "metrics.json"
+    data = read_json(path, "metrics summary")
+    if not isinstance(data, dict):
+        raise ConfigError(f"metrics summary {str(path)!r} is not a JSON object")
+    return data
 
 
 class StageTimer:

@@ -4,16 +4,23 @@ Variants: ``full`` (default, 7 min 3 s on 2 CPU cores) and ``quick`` (the integr
 variant: fewer steps and images, XLA's compile-speed options; compilation dominates it; 63–99 s
 on 2 CPU cores). Each run writes the wall and CPU time of every stage into its report.
 
-The diffusion models are the v-predicting ``demo_base`` (a 16-channel 16×16 U-Net) and
-``demo_sr`` (16→32). Measured with the same training and sampler code (samples scored by a
-logistic regression fitted on real 16×16 digits, 96% on the real test split): ``demo_base``
+The diffusion models are v-predicting: ``tiny_base`` widened to 16 channels (16×16) and
+``tiny_sr`` (16→32). Measured with the same training and sampler code (samples scored by a
+logistic regression fitted on real 16×16 digits, 96% on the real test split): the base
 after 1,000 steps of batch 16 draws digits it recognises 78% / 88% / 95% of the time at
 guidance 1.0 / 1.25 / 3.0 (eps-prediction: 17–29% after 1,000 steps of batch 32). A step
 takes 0.11 s on 2 CPU cores (batch 16), an SR step 0.12 s (batch 8).
 
-Every classifier takes the same number of optimizer steps (``classifier.steps``), whatever
-the size of its training set, so that (a), (b) and (c) are compared at equal compute and
-share one compiled train step.
+Every classifier takes the same number of optimizer steps
+(``classifier.recipe.total_steps``), whatever the size of its training set, so that (a), (b)
+and (c) are compared at equal compute and share one compiled train step.
+
+The stages are the other demo configs, whole: ``base`` and ``sr`` are ``demo/finetune:base``
+and ``:sr``, ``sample`` is ``demo/sample``, ``classifier`` is ``demo/classifier``
+(override their keys as ``--config.base.train.num_steps=500``,
+``--config.sample.base.guidance=3.0``, ``--config.classifier.recipe.base_lr=0.4``). The demo
+puts their workdirs under ``out``, gives them its ``seed`` and ``text``, passes the trained
+models on in memory, and trains each classifier for ``classifier.recipe.total_steps`` steps.
 
 Command:
     synthaug demo --out demo_out            # or: nox -s demo
@@ -29,48 +36,38 @@ both, and evaluated on the held-out real test split.
 
 import ml_collections
 
+from synthaug.pipeline.configs.demo import classifier, finetune, sample
+
 
 def get_config(variant=None):
     variant = variant or "full"
     if variant not in ("full", "quick"):
         raise ValueError(f"unknown variant {variant!r}; expected 'full' or 'quick'")
+    quick = variant == "quick"
     c = ml_collections.ConfigDict()
     c.stage = "demo"
     c.seed = 0
     c.out = "demo_out"
+    c.overwrite = False
+    c.fast_compile = quick
     c.text = dict(encoder="tiny", checkpoint="", tokenizer="", max_length=8, seed=0, cache="")
     c.real_per_class = 10
-    if variant == "full":
-        c.fast_compile = False
-        c.base = dict(preset="demo_base", steps=1000, batch_size=16, learning_rate=4e-3)
-        c.sr = dict(preset="demo_sr", steps=800, batch_size=8, learning_rate=2e-3)
-        c.sample = dict(
-            per_class=20,
-            shard_size=50,
-            batch_size=50,
-            base_steps=25,
-            sr_steps=10,
-            sweep_guidance=(1.0, 1.25, 3.0),
-            sweep_per_class=20,
-        )
-        c.classifier = dict(name="resnet_tiny", steps=150, batch_size=32, learning_rate=0.8)
-    else:
-        c.fast_compile = True
-        c.base = dict(preset="demo_base", steps=40, batch_size=16, learning_rate=4e-3)
-        c.sr = dict(preset="demo_sr", steps=20, batch_size=8, learning_rate=2e-3)
-        c.sample = dict(
-            per_class=4,
-            shard_size=20,
-            batch_size=20,
-            base_steps=10,
-            sr_steps=5,
-            sweep_guidance=(1.0, 1.25, 3.0),
-            sweep_per_class=4,
-        )
-        c.classifier = dict(name="resnet_tiny", steps=20, batch_size=16, learning_rate=0.8)
-    c.sample.base_guidance = 1.25
-    c.sample.base_log_var_mix = 0.0
-    c.sample.sr_guidance = 1.0
-    c.sample.sr_log_var_mix = 0.1
-    c.sample.sr_aug_level = 0.0
+    c.base = finetune.get_config("base")
+    c.sr = finetune.get_config("sr")
+    for stage, steps in ((c.base, 40 if quick else 1000), (c.sr, 20 if quick else 800)):
+        stage.optimizer.update(warmup_steps=max(1, steps // 20), decay_steps=steps)
+        stage.train.update(num_steps=steps, ema_decay=0.995 if steps >= 500 else 0.98)
+        stage.train.update(save_every=steps, log_every=max(1, steps // 50))
+    c.sample = sample.get_config()
+    c.sample.update(per_class=4 if quick else 20, shard_size=20 if quick else 50)
+    c.sample.batch_size = 20 if quick else 50
+    c.sample.base.steps = 10 if quick else 25
+    c.sample.sr1.steps = 5 if quick else 10
+    c.classifier = classifier.get_config("real")
+    # Every classifier takes `total_steps` optimizer steps of `batch_size` (its training set
+    # is passed over as many times as that needs): one epoch of the repeated set, so that
+    # every classifier has the same schedule and shares one compiled train step.
+    c.classifier.recipe.update(epochs=1, total_steps=20 if quick else 150)
+    c.classifier.recipe.update(batch_size=16 if quick else 32, base_lr=0.8, warmup_epochs=0.1)
+    c.sweep = dict(guidance=(1.0, 1.25, 3.0), per_class=4 if quick else 20)
     return c

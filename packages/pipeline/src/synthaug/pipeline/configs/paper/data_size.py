@@ -11,12 +11,13 @@ Command:
     done
 
 Hardware: sized for 32 TPU-v4 chips (v4-64), batch 1024, 90 epochs (epochs count passes over
-the enlarged set).
+the enlarged set; ``synthaug.classifiers.resnet_recipe``).
 Paper top-1: 1.2M 76.39, 2.4M 77.61, 3.6M 77.16, 4.8M 76.52, 6.0M 76.09, 12M 75.04 — gains
 hold up to about 3× real; beyond that accuracy falls.
 """
 
-import ml_collections
+from synthaug import classifiers as cl
+from synthaug.pipeline.schemas import classifier_config
 
 PAPER = {"1.2M": 76.39, "2.4M": 77.61, "3.6M": 77.16, "4.8M": 76.52, "6.0M": 76.09, "12M": 75.04}
 TOTAL = {"1.2M": 1.2e6, "2.4M": 2.4e6, "3.6M": 3.6e6, "4.8M": 4.8e6, "6.0M": 6.0e6, "12M": 12e6}
@@ -28,28 +29,14 @@ def get_config(variant=None):
     if variant not in PAPER:
         raise ValueError(f"unknown variant {variant!r}; expected one of {list(PAPER)}")
     synthetic = int(TOTAL[variant]) - REAL
-    c = ml_collections.ConfigDict()
-    c.stage = "train-classifier"
+    c = classifier_config(cl.resnet_recipe(1024, 90, model="resnet50", num_classes=1000))
     c.workdir = f"runs/data_size_{variant}"
-    c.model = dict(name="resnet50", num_classes=1000, image_size=224)
-    c.data = dict(
+    c.data.update(
         mode="real" if synthetic == 0 else "mixed",
-        real=dict(source="imagenet_tfds", data_dir="", split="train"),
         synthetic_dir="runs/sample_9x/shards",
         synthetic_images=synthetic,
     )
-    c.train = dict(
-        recipe="resnet",
-        optimizer="sgd",
-        epochs=90,
-        batch_size=1024,
-        base_learning_rate=0.1,
-        warmup_epochs=5,
-        schedule="cosine",
-        weight_decay=1e-4,
-        momentum=0.9,
-        nesterov=True,
-    )
+    c.data.real.update(source="imagenet_tfds", data_dir="", split="train")
     c.hardware = "32 TPU-v4 chips (v4-64), batch 1024, 90 epochs"
     c.paper = dict(top1=PAPER[variant], note=f"{variant} total training images")
     return c

@@ -15,11 +15,13 @@ Command:
 
 Hardware: sized for 32 TPU-v4 chips (v4-64), batch 1024; 90 epochs.
 Recipe (Goyal et al.; the paper's Appendix A.4 was not recovered): SGD with Nesterov momentum
-0.9, peak lr 0.1 × batch/256, 5-epoch linear warmup, cosine decay, weight decay 1e-4.
+0.9, peak lr 0.1 × batch/256, 5-epoch linear warmup, cosine decay, weight decay 1e-4 —
+``synthaug.classifiers.resnet_recipe`` under ``recipe`` (``--config.recipe.epochs=...``).
 Eval: resize shorter side to 256 (synthetic: to 256×256), center crop 224.
 """
 
-import ml_collections
+from synthaug import classifiers as cl
+from synthaug.pipeline.schemas import classifier_config
 
 PAPER = {
     "real": (76.39, -1.0, "CAS-table real baseline: 73.09 / 91.47"),
@@ -35,32 +37,17 @@ def get_config(variant=None):
         raise ValueError(f"unknown variant {variant!r}; expected one of {list(PAPER)}")
     top1, top5, note = PAPER[variant]
     mode = {"synthetic_1024": "synthetic"}.get(variant, variant)
-    c = ml_collections.ConfigDict()
-    c.stage = "train-classifier"
-    c.seed = 0
+    c = classifier_config(cl.resnet_recipe(1024, 90, model="resnet50", num_classes=1000))
     c.workdir = f"runs/resnet50_{variant}"
-    c.model = dict(name="resnet50", num_classes=1000, image_size=224)
-    c.data = dict(
+    c.data.update(
         mode=mode,
-        real=dict(source="imagenet_tfds", data_dir="", split="train", per_class=0),
         synthetic_dir="runs/sample_1024/shards"
         if variant == "synthetic_1024"
         else "runs/sample_256/shards",
         synthetic_images=0 if mode == "real" else 1_200_000,
         eval_split="validation",
     )
-    c.train = dict(
-        recipe="resnet",
-        optimizer="sgd",
-        epochs=90,
-        batch_size=1024,
-        base_learning_rate=0.1,
-        warmup_epochs=5,
-        schedule="cosine",
-        weight_decay=1e-4,
-        momentum=0.9,
-        nesterov=True,
-    )
+    c.data.real.update(source="imagenet_tfds", data_dir="", split="train", per_class=0)
     c.hardware = "32 TPU-v4 chips (v4-64), batch 1024, 90 epochs"
     c.paper = dict(top1=top1, top5=top5, note=note)
     return c

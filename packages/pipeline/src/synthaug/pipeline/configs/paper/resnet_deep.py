@@ -6,11 +6,13 @@ Command:
     synthaug train-classifier --config paper/resnet_deep:r152_mixed \
         --config.data.real.data_dir=/data/tfds --config.data.synthetic_dir=/runs/sample_256/shards
 
-Hardware: sized for 32 TPU-v4 chips (v4-64), batch 1024, 90 epochs (the ResNet-50 recipe).
+Hardware: sized for 32 TPU-v4 chips (v4-64), batch 1024, 90 epochs (the ResNet-50 recipe,
+``synthaug.classifiers.resnet_recipe``).
 Paper top-1: ResNet-101 78.15 → 79.74; ResNet-152 78.59 → 80.15 (real → real + generated).
 """
 
-import ml_collections
+from synthaug import classifiers as cl
+from synthaug.pipeline.schemas import classifier_config
 
 PAPER = {
     "r101_real": ("resnet101", 78.15),
@@ -26,28 +28,14 @@ def get_config(variant=None):
         raise ValueError(f"unknown variant {variant!r}; expected one of {list(PAPER)}")
     name, top1 = PAPER[variant]
     mode = variant.split("_")[1]
-    c = ml_collections.ConfigDict()
-    c.stage = "train-classifier"
+    c = classifier_config(cl.resnet_recipe(1024, 90, model=name, num_classes=1000))
     c.workdir = f"runs/{variant}"
-    c.model = dict(name=name, num_classes=1000, image_size=224)
-    c.data = dict(
+    c.data.update(
         mode=mode,
-        real=dict(source="imagenet_tfds", data_dir="", split="train"),
         synthetic_dir="runs/sample_256/shards",
         synthetic_images=1_200_000 if mode == "mixed" else 0,
     )
-    c.train = dict(
-        recipe="resnet",
-        optimizer="sgd",
-        epochs=90,
-        batch_size=1024,
-        base_learning_rate=0.1,
-        warmup_epochs=5,
-        schedule="cosine",
-        weight_decay=1e-4,
-        momentum=0.9,
-        nesterov=True,
-    )
+    c.data.real.update(source="imagenet_tfds", data_dir="", split="train")
     c.hardware = "32 TPU-v4 chips (v4-64), batch 1024, 90 epochs"
     c.paper = dict(top1=top1, note=f"{name} {mode}")
     return c
