@@ -123,11 +123,11 @@ class SyntheticShardWriter:
         settings, seed, anything else. ``metadata["num_classes"]``, if given, bounds the
         labels.
       image_format: ``"png"`` (lossless) or ``"jpeg"``.
-      jpeg_quality: the JPEG quality.
+      jpeg_quality: the JPEG quality (1-100, Pillow's scale; used with ``"jpeg"``).
 
     Raises:
-      ValueError: when reopening a directory written with another ``shard_size`` or image
-        format.
+      ValueError: when reopening a directory written with another ``shard_size``, image
+        format or JPEG quality.
 
     Example::
 
@@ -155,6 +155,8 @@ class SyntheticShardWriter:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.shard_size = int(shard_size)
         self.image_format = image_format
+        if int(jpeg_quality) != jpeg_quality or not 1 <= jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality: expected an int in [1, 100], got {jpeg_quality!r}")
         self.jpeg_quality = int(jpeg_quality)
         self.metadata = dict(metadata or {})
         try:
@@ -193,10 +195,12 @@ class SyntheticShardWriter:
             "image_format": self.image_format,
             "metadata": self.metadata,
         }
+        if self.image_format == "jpeg":
+            state["jpeg_quality"] = self.jpeg_quality
         if state_path.is_file():
             old = json.loads(state_path.read_text())
-            for key in ("shard_size", "image_format"):
-                if old.get(key) != state[key]:
+            for key in ("shard_size", "image_format", "jpeg_quality"):
+                if key in old and old.get(key) != state.get(key):
                     raise ValueError(
                         f"{key}: {self.out_dir} was written with {key}={old.get(key)!r}, "
                         f"cannot resume it with {state[key]!r}"

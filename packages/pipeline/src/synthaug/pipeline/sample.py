@@ -72,6 +72,10 @@ def check_sample(cfg) -> list[int]:
     for name in ("per_class", "shard_size", "batch_size"):
         if cfg[name] < 1:
             raise ConfigError(f"{name} must be >= 1, got {cfg[name]}")
+    if cfg.get("image_format", "png") not in ("png", "jpeg"):
+        raise ConfigError(f"image_format must be 'png' or 'jpeg', got {cfg.image_format!r}")
+    if not 1 <= cfg.get("jpeg_quality", 95) <= 100:
+        raise ConfigError(f"jpeg_quality must be in [1, 100], got {cfg.jpeg_quality}")
     return labels
 
 
@@ -205,7 +209,13 @@ def sample(
         "first_index": start,
         "stages": settings,
     }
-    writer = data.SyntheticShardWriter(out_dir, int(cfg.shard_size), metadata=meta)
+    writer = data.SyntheticShardWriter(
+        out_dir,
+        int(cfg.shard_size),
+        metadata=meta,
+        image_format=cfg.get("image_format", "png"),
+        jpeg_quality=int(cfg.get("jpeg_quality", 95)),
+    )
     done = writer.resume_index
     key = jax.random.key(int(cfg.seed))
     bsz, shard = int(cfg.batch_size), int(cfg.shard_size)
