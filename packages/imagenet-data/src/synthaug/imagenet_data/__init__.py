@@ -47,6 +47,7 @@ _LAZY = {
     "read_devkit_meta": "sources",
     "read_manifest": "synthetic",
     "read_synthetic": "synthetic",
+    "verify_shards": "synthetic",
     "read_val_labels": "sources",
     "to_float_range": "preprocess",
 }
@@ -103,6 +104,7 @@ __all__ = [
     "read_devkit_meta",
     "read_manifest",
     "read_synthetic",
+    "verify_shards",
     "read_val_labels",
     "short_name",
     "short_names",

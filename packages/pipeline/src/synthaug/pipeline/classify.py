@@ -12,7 +12,6 @@ evaluation. The classifier's recipe config is kept next to its checkpoints
 
 from __future__ import annotations
 
-import pathlib
 import time
 from typing import Any
 
@@ -297,9 +296,10 @@ def train_classifier(
     else:
         images, labels = arrays if arrays is not None else _train_arrays(cfg)
         ev = eval_arrays if eval_arrays is not None else _eval_arrays(cfg)
-    workdir = pathlib.Path(cfg.workdir)
+    from synthaug.pipeline import rundir
+
+    workdir = rundir.claim(cfg.workdir, cfg, "train-classifier")
     writer = MetricWriter(workdir)
-    write_text(workdir / RECIPE_FILE, recipe.to_json(indent=2))
     epochs = int(recipe.epochs)
     bar = tqdm(
         total=epochs,
@@ -343,6 +343,8 @@ def train_classifier(
             )
     finally:
         bar.close()
+    # The recipe record only once a checkpoint of this classifier exists (fit saved it).
+    write_text(workdir / RECIPE_FILE, recipe.to_json(indent=2))
     summary: dict[str, Any] = {
         "stage": "train-classifier",
         "mode": cfg.data.mode,
