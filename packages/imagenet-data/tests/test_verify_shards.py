@@ -38,7 +38,9 @@ def test_each_disagreement_names_the_shard(tmp_path):
     side = out / "synthetic-00002.tfrecord.json"
     info = json.loads(side.read_text())
     side.write_text(json.dumps({**info, "first_index": 4}))
-    with pytest.raises(ValueError, match="synthetic-00002.tfrecord: its sidecar starts at example 4"):
+    with pytest.raises(
+        ValueError, match="synthetic-00002.tfrecord: its sidecar starts at example 4"
+    ):
         data.verify_shards(out)
     side.write_text(json.dumps({**info, "label_counts": {"0": 4}}))
     with pytest.raises(ValueError, match="labels differ"):
