@@ -59,6 +59,53 @@ def test_schedule_warmup_then_cosine():
     assert [float(s(e * 10)) for e in (10, 35, 65, 85)] == pytest.approx([0.1, 0.01, 0.001, 0.0001])
 
 
+def _hand_written_schedule(kind, peak, warmup, total, min_lr, boundaries, step):
+    """The schedule of synthaug-classifiers 0.1 (written out by hand), in float64."""
+    step = np.asarray(step, np.float64)
+    warm = peak * step / max(warmup, 1)
+    if kind == "cosine":
+        progress = np.clip((step - warmup) / max(total - warmup, 1), 0.0, 1.0)
+        after = min_lr + (peak - min_lr) * 0.5 * (1.0 + np.cos(np.pi * progress))
+    elif kind == "step":
+        after = peak * 0.1 ** np.sum(step[..., None] >= np.asarray(boundaries), -1)
+    else:
+        after = np.full_like(step, peak)
+    return np.where(step < warmup, warm, after)
+
+
+@pytest.mark.parametrize(
+    "kind, warmup_epochs, min_lr",
+    [
+        ("cosine", 5.0, 0.0),
+        ("cosine", 0.0, 1e-3),
+        ("cosine", 2.5, 1e-5),
+        ("step", 5.0, 0.0),
+        ("step", 0.0, 0.0),
+        ("constant", 3.0, 0.0),
+        ("constant", 0.0, 0.0),
+    ],
+)
+def test_optax_schedule_equals_the_hand_written_one(kind, warmup_epochs, min_lr):
+    c = resnet_recipe(512, 90, schedule="cosine" if kind == "constant" else kind)
+    c.schedule, c.warmup_epochs, c.min_lr = kind, warmup_epochs, min_lr
+    spe = 7
+    sched = jax.jit(learning_rate_schedule(c, spe))
+    steps = np.arange(0, 90 * spe + 20)
+    got = np.asarray([sched(s) for s in steps[::3]] + [sched(s) for s in (34, 35, 36, 629, 630)])
+    ref_steps = np.concatenate([steps[::3], [34, 35, 36, 629, 630]])
+    ref = _hand_written_schedule(
+        kind,
+        peak_learning_rate(c),
+        int(round(warmup_epochs * spe)),
+        90 * spe,
+        min_lr,
+        [b * spe for b in c.step_boundaries],
+        ref_steps,
+    )
+    # float32 against float64: relative 2e-6, and 1e-6 of the peak near the cosine's end.
+    np.testing.assert_allclose(got, ref, rtol=2e-6, atol=1e-6 * peak_learning_rate(c))
+
+
 def test_weight_decay_skips_batchnorm_biases_and_tokens():
     params = init_shapes(get_model("resnet18"))["params"]
     mask = weight_decay_mask(params)

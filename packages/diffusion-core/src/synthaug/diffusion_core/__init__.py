@@ -2,6 +2,7 @@
 
 from importlib import metadata as _metadata
 
+from synthaug.diffusion_core.adm import ADMUNet
 from synthaug.diffusion_core.checkpoint import load_params
 from synthaug.diffusion_core.configs import (
     PRESETS,
@@ -25,6 +26,7 @@ from synthaug.diffusion_core.diffusion import (
 )
 from synthaug.diffusion_core.efficient_unet import EfficientUNet
 from synthaug.diffusion_core.finetune import MergeReport, init_from_pretrained, merge_params
+from synthaug.diffusion_core.lowres import if_augment_lowres, resize_align_corners
 from synthaug.diffusion_core.schedules import (
     LOG_SNR_MAX,
     LOG_SNR_MIN,
@@ -32,12 +34,21 @@ from synthaug.diffusion_core.schedules import (
     alpha_sigma,
     alpha_squared,
     cosine_log_snr,
+    discrete_schedule,
     discretize,
     get_log_snr_fn,
     linear_beta_log_snr,
     linear_beta_schedule,
     log_snr_from_alpha_squared,
+    nichol_cosine_log_snr,
+    nichol_cosine_schedule,
     sigma_squared,
+)
+from synthaug.diffusion_core.sharding import (
+    DATA_AXES,
+    batch_sharding,
+    param_specs,
+    state_shardings,
 )
 from synthaug.diffusion_core.train import (
     NonFiniteLossError,
@@ -60,6 +71,8 @@ except _metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "ADMUNet",
+    "DATA_AXES",
     "LOG_SNR_MAX",
     "LOG_SNR_MIN",
     "PREDICTION_TYPES",
@@ -74,10 +87,12 @@ __all__ = [
     "alpha_sigma",
     "alpha_squared",
     "augment_lowres",
+    "batch_sharding",
     "check_prediction_type",
     "cosine_log_snr",
     "create_train_state",
     "diffusion_loss",
+    "discrete_schedule",
     "discretize",
     "drop_text",
     "ema_update",
@@ -85,6 +100,7 @@ __all__ = [
     "freeze_labels",
     "get_log_snr_fn",
     "get_preset",
+    "if_augment_lowres",
     "init_from_pretrained",
     "is_super_resolution",
     "learning_rate_schedule",
@@ -96,13 +112,18 @@ __all__ = [
     "make_optimizer",
     "make_train_step",
     "merge_params",
+    "nichol_cosine_log_snr",
+    "nichol_cosine_schedule",
     "param_count",
     "param_path",
+    "param_specs",
     "predict_x0_eps",
     "prediction_target",
     "q_sample",
+    "resize_align_corners",
     "sigma_squared",
     "state_from_params",
+    "state_shardings",
     "train",
     "upsample_lowres",
 ]

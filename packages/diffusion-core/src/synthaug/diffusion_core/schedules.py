@@ -7,17 +7,30 @@ cumulative alphas a sampler needs) follows from it:
 
     alpha_t**2 = sigmoid(log_snr),   sigma_t**2 = sigmoid(-log_snr).
 
-Two schedules are provided, as in Imagen:
+Two continuous schedules are provided, as in Imagen (the Imagen presets use these):
 
-* :func:`cosine_log_snr`: the cosine schedule (Nichol & Dhariwal 2021) in its continuous
-  log-SNR form ``-2 log tan(a t + b)``, clipped to ``[log_snr_min, log_snr_max]`` so that it
-  is finite at both endpoints (base 64x64 and the 64->256 super-resolution model).
+* :func:`cosine_log_snr`: the continuous cosine schedule ``alpha_t = cos(pi t / 2)`` (Kingma
+  et al. 2021's form of Nichol & Dhariwal's schedule, *without* their offset ``s``), in
+  log-SNR form ``-2 log tan(a t + b)`` clipped to ``[log_snr_min, log_snr_max]`` so that it is
+  finite at both endpoints (base 64x64 and the 64->256 super-resolution model).
 * :func:`linear_beta_log_snr`: the continuous-time limit of the 1000-step linear beta schedule
   1e-4..0.02 (Ho et al. 2020), ``-log(expm1(beta_min t + (beta_max - beta_min) t**2 / 2))``
   with ``beta_min = N * beta_start`` and ``beta_max = N * beta_end`` (the 256->1024 model).
 
 :class:`DiscreteSchedule` is the discrete view (betas and cumulative alphas on N steps),
 computed in float64 with NumPy, which samplers respace and turn into device arrays.
+
+The public pretrained models were trained on exact discrete schedules, available by name
+through :func:`discrete_schedule`:
+
+* ``"nichol_cosine"`` (:func:`nichol_cosine_schedule`): Nichol & Dhariwal's cosine schedule
+  with the offset ``s = 0.008`` and betas capped at 0.999 (guided-diffusion's ``cosine``,
+  diffusers' ``squaredcos_cap_v2``): ADM 64x64 and DeepFloyd IF;
+* ``"ddpm_linear"`` (:func:`linear_beta_schedule`): DDPM's linear betas 1e-4..0.02 (the ADM
+  upsamplers).
+
+Their continuous versions (:func:`nichol_cosine_log_snr`, :func:`linear_beta_log_snr`) serve
+training.
 """
 
 from __future__ import annotations
@@ -43,11 +56,14 @@ __all__ = [
     "alpha_sigma",
     "alpha_squared",
     "cosine_log_snr",
+    "discrete_schedule",
     "discretize",
     "get_log_snr_fn",
     "linear_beta_log_snr",
     "linear_beta_schedule",
     "log_snr_from_alpha_squared",
+    "nichol_cosine_log_snr",
+    "nichol_cosine_schedule",
     "sigma_squared",
 ]
 
@@ -148,6 +164,51 @@ def _linear_beta(
     return xp.clip(log_snr, log_snr_min, log_snr_max).astype(dtype)
 
 
+def nichol_cosine_log_snr(
+    t: Array,
+    *,
+    s: float = 0.008,
+    log_snr_min: float = LOG_SNR_MIN,
+    log_snr_max: float = LOG_SNR_MAX,
+) -> Array:
+    """Nichol & Dhariwal's cosine schedule with offset ``s``, continuous in ``t``.
+
+    ``alpha_bar(t) = f(t) / f(0)`` with ``f(t) = cos((t + s) / (1 + s) * pi / 2)**2``;
+    ``log_snr = log(alpha_bar / (1 - alpha_bar))`` clipped to ``[log_snr_min, log_snr_max]``.
+    At ``t = i / N`` it is the discrete :func:`nichol_cosine_schedule` except at the last
+    step, whose beta the discrete schedule caps at 0.999.
+    """
+    return _nichol_cosine(jnp, t, s=s, log_snr_min=log_snr_min, log_snr_max=log_snr_max)
+
+
+def _nichol_cosine(xp, t, *, s=0.008, log_snr_min=LOG_SNR_MIN, log_snr_max=LOG_SNR_MAX):
+    t, dtype = _float_input(xp, t)
+    f0 = math.cos(s / (1 + s) * math.pi / 2) ** 2
+    a = xp.cos((t + s) / (1 + s) * (math.pi / 2)) ** 2 / f0
+    a = xp.clip(a, 1e-30, 1.0 - 1e-12)
+    log_snr = xp.log(a) - xp.log1p(-a)
+    return xp.clip(log_snr, log_snr_min, log_snr_max).astype(dtype)
+
+
+def nichol_cosine_schedule(
+    num_steps: int = 1000, *, s: float = 0.008, max_beta: float = 0.999
+) -> DiscreteSchedule:
+    """The exact discrete cosine schedule of Nichol & Dhariwal (2021).
+
+    ``beta_i = min(1 - alpha_bar(i / N) / alpha_bar((i - 1) / N), max_beta)``, i = 1..N, with
+    ``alpha_bar(t) = cos((t + s) / (1 + s) * pi / 2)**2`` and ``alphas_cumprod`` the cumulative
+    product of ``1 - beta`` (guided-diffusion's ``get_named_beta_schedule("cosine", N)``,
+    diffusers' ``squaredcos_cap_v2``).
+    """
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    t = np.arange(num_steps + 1, dtype=np.float64) / num_steps
+    f = np.cos((t + s) / (1 + s) * np.pi / 2) ** 2
+    betas = np.minimum(1.0 - f[1:] / f[:-1], max_beta)
+    times = np.arange(1, num_steps + 1, dtype=np.float64) / num_steps
+    return DiscreteSchedule(betas=betas, alphas_cumprod=np.cumprod(1.0 - betas), times=times)
+
+
 def alpha_squared(log_snr: Array) -> Array:
     """``alpha_t**2 = sigmoid(log_snr)`` (the cumulative alpha, ``alpha_bar``)."""
     return jnp.exp(-jnp.logaddexp(0.0, -log_snr))
@@ -171,16 +232,21 @@ def log_snr_from_alpha_squared(alpha_sq: Array) -> Array:
 _SCHEDULES: dict[str, Callable[..., Array]] = {
     "cosine": cosine_log_snr,
     "linear": linear_beta_log_snr,
+    "nichol_cosine": nichol_cosine_log_snr,
+    "ddpm_linear": linear_beta_log_snr,
 }
 
 # The same formulas on NumPy arrays: ``discretize`` evaluates them in float64 without
 # dispatching JAX operations one by one (which costs about half a second per call).
 cosine_log_snr.numpy_fn = functools.partial(_cosine, np)
 linear_beta_log_snr.numpy_fn = functools.partial(_linear_beta, np)
+nichol_cosine_log_snr.numpy_fn = functools.partial(_nichol_cosine, np)
 
 
 def get_log_snr_fn(name: str, **kwargs) -> LogSNRFn:
-    """The log-SNR function of a named schedule (``"cosine"`` or ``"linear"``).
+    """The log-SNR function of a named schedule (``"cosine"``, ``"linear"``,
+    ``"nichol_cosine"`` or ``"ddpm_linear"``, the last two continuous versions of the discrete
+    schedules of :func:`discrete_schedule`).
 
     Keyword arguments are bound to the schedule (e.g. ``beta_start`` for ``"linear"``).
     """
@@ -259,6 +325,20 @@ def discretize(log_snr_fn: LogSNRFn, num_steps: int) -> DiscreteSchedule:
     log_snr = _eval_float64(log_snr_fn, times)
     alphas_cumprod = 1.0 / (1.0 + np.exp(-log_snr))
     return DiscreteSchedule.from_alphas_cumprod(alphas_cumprod, times)
+
+
+def discrete_schedule(name: str, num_steps: int = 1000) -> DiscreteSchedule:
+    """The discrete schedule of a named schedule on ``num_steps`` steps.
+
+    ``"nichol_cosine"`` and ``"ddpm_linear"`` are the exact discrete schedules the pretrained
+    models were trained with (:func:`nichol_cosine_schedule`, :func:`linear_beta_schedule`);
+    ``"cosine"`` and ``"linear"`` are :func:`discretize` of the continuous ones.
+    """
+    if name == "nichol_cosine":
+        return nichol_cosine_schedule(num_steps)
+    if name == "ddpm_linear":
+        return linear_beta_schedule(num_steps)
+    return discretize(get_log_snr_fn(name), num_steps)
 
 
 def linear_beta_schedule(

@@ -17,8 +17,9 @@ import jax
 import jax.numpy as jnp
 from jax.tree_util import Partial
 
-from synthaug.diffusion_core.diffusion import augment_lowres
-from synthaug.diffusion_core.schedules import DiscreteSchedule, discretize, get_log_snr_fn
+from synthaug.diffusion_core.diffusion import augment_lowres, upsample_lowres
+from synthaug.diffusion_core.lowres import if_augment_lowres
+from synthaug.diffusion_core.schedules import DiscreteSchedule, discrete_schedule
 from synthaug.samplers.guidance import DEFAULT_PERCENTILE
 from synthaug.samplers.sampling import ddim_sample, ddpm_sample
 
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 SAMPLERS = ("ddpm", "ddim")
+LOWRES_MODES = ("imagen", "adm", "deepfloyd_if")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +42,8 @@ class UNetModelFn:
 
     ``UNetModelFn(apply_fn)(params, x, t, cond)`` calls
     ``apply_fn({"params": params}, x, t, cond["text_emb"], cond["text_mask"], lowres=...,
-    aug_level=...)``, passing ``lowres``/``aug_level`` only when present in ``cond``. Use it as
+    aug_level=..., labels=...)``, passing ``lowres``/``aug_level``/``labels`` only when
+    present in ``cond`` (and no text for a ``cond`` without ``text_emb``: ADM's class labels). Use it as
     ``jax.tree_util.Partial(UNetModelFn(model.apply), params)``. Instances compare equal when
     their ``apply_fn`` does, so compiled samplers are reused across calls.
     """
@@ -48,7 +51,9 @@ class UNetModelFn:
     apply_fn: Callable[..., Array]
 
     def __call__(self, params, x, t, cond):
-        extra = {k: cond[k] for k in ("lowres", "aug_level") if k in cond}
+        extra = {k: cond[k] for k in ("lowres", "aug_level", "labels") if k in cond}
+        if "text_emb" not in cond:
+            return self.apply_fn({"params": params}, x, t, **extra)
         return self.apply_fn({"params": params}, x, t, cond["text_emb"], cond["text_mask"], **extra)
 
 
@@ -59,12 +64,15 @@ class CascadeStage:
     Attributes:
       model_fn: ``model_fn(x, t, cond)``, or ``model_fn(params, x, t, cond)`` when ``params``
         is given (e.g. :class:`UNetModelFn`).
-      schedule: the model's discrete schedule, or a schedule name (``"cosine"``,
-        ``"linear"``) discretized on 1000 steps.
+      schedule: the model's discrete schedule, or a schedule name on 1000 steps (see
+        :func:`synthaug.diffusion_core.discrete_schedule`: ``"cosine"``, ``"linear"``,
+        ``"nichol_cosine"``, ``"ddpm_linear"``).
       resolution: output height and width.
       params: the model's parameters (traced, not compiled in), or ``None``.
       guidance_scale: classifier-free guidance ``w`` (1 = off).
       log_var_mix: DDPM log-variance mix ``v``.
+      variance: ``"fixed"`` (``log_var_mix``) or ``"learned_range"`` (see
+        :func:`~synthaug.samplers.ddpm_sample`).
       sampler: ``"ddpm"`` or ``"ddim"``.
       num_steps: number of (evenly spaced) steps; ``None`` uses every step.
       eta: DDIM noise level.
@@ -73,6 +81,10 @@ class CascadeStage:
       threshold_percentile: dynamic-thresholding percentile.
       prediction_type: ``"eps"``, ``"v"`` or ``"x0"``.
       upsample_method: ``jax.image.resize`` method for the low-resolution input.
+      lowres_mode: how the previous stage's output becomes this stage's ``lowres``:
+        ``"imagen"`` (noise at ``aug_level`` at the low resolution, then resize), ``"adm"``
+        (resize only: ADM's upsamplers were trained without augmentation) or
+        ``"deepfloyd_if"`` (:func:`synthaug.diffusion_core.if_augment_lowres`).
       unverified: names of settings that are not confirmed by the paper.
     """
 
@@ -82,6 +94,7 @@ class CascadeStage:
     params: Any = None
     guidance_scale: float = 1.0
     log_var_mix: float = 0.0
+    variance: str = "fixed"
     sampler: str = "ddpm"
     num_steps: int | None = None
     eta: float = 0.0
@@ -90,12 +103,17 @@ class CascadeStage:
     threshold_percentile: float = DEFAULT_PERCENTILE
     prediction_type: str = "eps"
     upsample_method: str = "bilinear"
+    lowres_mode: str = "imagen"
     unverified: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
             raise ValueError(
                 f"CascadeStage.sampler must be one of {SAMPLERS}, got {self.sampler!r}"
+            )
+        if self.lowres_mode not in LOWRES_MODES:
+            raise ValueError(
+                f"CascadeStage.lowres_mode must be one of {LOWRES_MODES}, got {self.lowres_mode!r}"
             )
         if int(self.resolution) < 1:
             raise ValueError(f"CascadeStage.resolution must be positive, got {self.resolution}")
@@ -111,7 +129,7 @@ class CascadeStage:
         """The stage's :class:`DiscreteSchedule`."""
         if isinstance(self.schedule, DiscreteSchedule):
             return self.schedule
-        return discretize(get_log_snr_fn(self.schedule), 1000)
+        return discrete_schedule(self.schedule, 1000)
 
     def bound_model_fn(self) -> Callable[..., Array]:
         """``model_fn(x, t, cond)`` with the parameters bound as traced arguments."""
@@ -204,7 +222,15 @@ def cascade_sample(
             raise TypeError(f"stages[{i}] must be a CascadeStage, got {type(stage).__name__}")
         key_aug, key_sample = jax.random.split(jax.random.fold_in(rng, i))
         stage_cond = dict(cond)
-        if outputs:
+        if outputs and stage.lowres_mode == "deepfloyd_if":
+            stage_cond["lowres"] = if_augment_lowres(
+                outputs[-1], rng=key_aug, aug_level=stage.aug_level, out_size=stage.resolution
+            )
+        elif outputs and stage.lowres_mode == "adm":
+            stage_cond["lowres"] = upsample_lowres(
+                outputs[-1], size=stage.resolution, method=stage.upsample_method
+            )
+        elif outputs:
             # diffusion-core's noise-conditioning augmentation, as in training.
             stage_cond["lowres"] = augment_lowres(
                 outputs[-1],
@@ -213,6 +239,7 @@ def cascade_sample(
                 out_size=stage.resolution,
                 method=stage.upsample_method,
             )
+        if outputs:
             stage_cond["aug_level"] = jnp.full((batch,), stage.aug_level, jnp.float32)
         kwargs = dict(
             cond=stage_cond,
@@ -228,9 +255,23 @@ def cascade_sample(
         schedule = stage.discrete_schedule()
         if stage.sampler == "ddpm":
             out = ddpm_sample(
-                model_fn, schedule, shape, key_sample, log_var_mix=stage.log_var_mix, **kwargs
+                model_fn,
+                schedule,
+                shape,
+                key_sample,
+                log_var_mix=stage.log_var_mix,
+                variance=stage.variance,
+                **kwargs,
             )
         else:
-            out = ddim_sample(model_fn, schedule, shape, key_sample, eta=stage.eta, **kwargs)
+            out = ddim_sample(
+                model_fn,
+                schedule,
+                shape,
+                key_sample,
+                eta=stage.eta,
+                variance=stage.variance,
+                **kwargs,
+            )
         outputs.append(out)
     return outputs

@@ -111,7 +111,7 @@ def ddim_coefficients(schedule: DiscreteSchedule) -> DDIMCoefficients:
     )
 
 
-def ddpm_posterior(x_t, x0, *, coefs: DDPMCoefficients, log_var_mix):
+def ddpm_posterior(x_t, x0, *, coefs: DDPMCoefficients, log_var_mix, learned_v=None):
     """Mean and variance of the reverse step ``p(x_{k-1} | x_k)`` given a predicted ``x0``.
 
     The mean is that of the forward posterior ``q(x_{k-1} | x_k, x0)``; the variance is the
@@ -123,12 +123,15 @@ def ddpm_posterior(x_t, x0, *, coefs: DDPMCoefficients, log_var_mix):
       x0: predicted clean sample.
       coefs: the coefficients of step k (scalars, or arrays broadcastable to ``x_t``).
       log_var_mix: ``v``; 0 gives the posterior variance, 1 gives ``beta_k``.
+      learned_v: a model's learned-range variance output in [-1, 1] (shape of ``x_t``): the
+        per-element mix ``(learned_v + 1) / 2`` is used instead of ``log_var_mix`` (Nichol &
+        Dhariwal; guided-diffusion's and diffusers' ``learned_range``).
 
     Returns:
       ``(mean, variance)``.
     """
     mean = coefs.coef_x0 * x0 + coefs.coef_xt * x_t
-    v = log_var_mix
+    v = log_var_mix if learned_v is None else (learned_v + 1.0) / 2.0
     log_var = v * coefs.log_beta + (1.0 - v) * coefs.log_beta_tilde
     return mean, coefs.noise_mask * jnp.exp(log_var)
 

@@ -168,12 +168,29 @@ def threshold(
 
 
 def unconditional_cond(cond: Mapping[str, Array]) -> dict[str, Array]:
-    """The null conditioning: ``text_emb`` zeroed, ``text_mask`` all False, the rest unchanged."""
+    """The null conditioning: ``text_emb`` zeroed, ``text_mask`` all False, the rest unchanged.
+
+    A model trained with another null condition supplies it: with ``cond["null_text_emb"]``
+    (e.g. DeepFloyd IF's embedding of the empty prompt) ``text_emb`` becomes that embedding
+    and ``text_mask`` becomes ``cond["null_text_mask"]`` (all True if absent).
+    """
     if "text_emb" not in cond:
         raise KeyError(
             f"classifier-free guidance needs cond['text_emb'] to drop; cond has keys {sorted(cond)}"
         )
     out = dict(cond)
+    if "null_text_emb" in cond:
+        null = jnp.asarray(cond["null_text_emb"])
+        if null.shape != jnp.shape(cond["text_emb"]):
+            raise ValueError(
+                f"cond['null_text_emb'] has shape {null.shape}, cond['text_emb'] "
+                f"{jnp.shape(cond['text_emb'])}"
+            )
+        out["text_emb"] = null.astype(jnp.asarray(cond["text_emb"]).dtype)
+        if "text_mask" in cond:
+            mask = cond.get("null_text_mask", jnp.ones_like(cond["text_mask"], dtype=bool))
+            out["text_mask"] = jnp.asarray(mask, bool)
+        return out
     out["text_emb"] = jnp.zeros_like(cond["text_emb"])
     if "text_mask" in cond:
         out["text_mask"] = jnp.zeros_like(cond["text_mask"], dtype=bool)
@@ -187,6 +204,7 @@ def guided_prediction(
     cond: Mapping[str, Array],
     *,
     guidance_scale: float | Array,
+    guided_channels: int | None = None,
 ) -> Array:
     """Classifier-free guidance in one network call on a doubled batch.
 
@@ -203,6 +221,9 @@ def guided_prediction(
       t: ``[B]`` times.
       cond: conditioning dict with leading batch dimension ``B``; must hold ``text_emb``.
       guidance_scale: ``w``.
+      guided_channels: guide only the first this many channels (the prediction) and take the
+        rest (a learned-range variance output) from the conditional half, as DeepFloyd IF's
+        pipeline does; ``None`` guides every channel.
 
     Returns:
       ``[B, ...]`` guided prediction (float32).
@@ -213,8 +234,15 @@ def guided_prediction(
     t2 = jnp.concatenate([t, t], axis=0)
     cond2 = {k: jnp.concatenate([jnp.asarray(cond[k]), jnp.asarray(uncond[k])]) for k in cond}
     out = jnp.asarray(model_fn(x2, t2, cond2), jnp.float32)
-    if out.shape != x2.shape:
-        raise ValueError(f"model_fn returned shape {out.shape}, expected {x2.shape}")
+    channels = x.shape[-1] * (1 if guided_channels is None else 2)
+    if out.shape != (*x2.shape[:-1], channels):
+        raise ValueError(
+            f"model_fn returned shape {out.shape}, expected {(*x2.shape[:-1], channels)}"
+        )
     pred_c, pred_u = out[:b], out[b:]
     w = jnp.asarray(guidance_scale, jnp.float32)
-    return w * pred_c + (1.0 - w) * pred_u
+    if guided_channels is None:
+        return w * pred_c + (1.0 - w) * pred_u
+    n = guided_channels
+    guided = w * pred_c[..., :n] + (1.0 - w) * pred_u[..., :n]
+    return jnp.concatenate([guided, pred_c[..., n:]], axis=-1)

@@ -39,7 +39,9 @@ from synthaug.samplers.respacing import kept_steps, respace
 
 Array = jax.Array
 
-__all__ = ["Trajectory", "ddim_sample", "ddpm_sample"]
+__all__ = ["VARIANCE_TYPES", "Trajectory", "ddim_sample", "ddpm_sample"]
+
+VARIANCE_TYPES = ("fixed", "learned_range")
 
 
 class Trajectory(NamedTuple):
@@ -63,6 +65,7 @@ def ddpm_sample(
     cond: Mapping[str, Any] | None = None,
     guidance_scale: float | Array = 1.0,
     log_var_mix: float | Array = 0.0,
+    variance: str = "fixed",
     prediction_type: str = "eps",
     thresholding: str | None = None,
     threshold_percentile: float | Array = DEFAULT_PERCENTILE,
@@ -89,6 +92,10 @@ def ddpm_sample(
       guidance_scale: classifier-free guidance weight ``w`` (1 = off: one call on batch B;
         otherwise one call on a doubled batch of 2B).
       log_var_mix: ``v`` in [0, 1]; 0 is the posterior variance, 1 is ``beta``.
+      variance: ``"fixed"`` (the ``log_var_mix``) or ``"learned_range"``: the model returns
+        twice the channels of ``x``, the prediction then its variance output ``v`` in
+        [-1, 1], and each step uses the per-element mix ``(v + 1) / 2`` (ADM, DeepFloyd IF);
+        with guidance only the prediction is guided, ``v`` comes from the conditional call.
       prediction_type: ``"eps"``, ``"v"`` or ``"x0"``.
       thresholding: ``None``, ``"static"`` (clip ``x0_hat`` to [-1, 1]) or ``"dynamic"``.
       threshold_percentile: percentile for dynamic thresholding, in (0, 100]; a concrete
@@ -116,6 +123,7 @@ def ddpm_sample(
         guidance_scale=guidance_scale,
         param=log_var_mix,
         stochastic=True,
+        variance=variance,
         prediction_type=prediction_type,
         thresholding=thresholding,
         threshold_percentile=threshold_percentile,
@@ -134,6 +142,7 @@ def ddim_sample(
     cond: Mapping[str, Any] | None = None,
     guidance_scale: float | Array = 1.0,
     eta: float | Array = 0.0,
+    variance: str = "fixed",
     prediction_type: str = "eps",
     thresholding: str | None = None,
     threshold_percentile: float | Array = DEFAULT_PERCENTILE,
@@ -146,7 +155,8 @@ def ddim_sample(
 
     After thresholding, ``eps`` is recomputed from the thresholded ``x0_hat`` so that the
     update stays on the line between them. Arguments are those of :func:`ddpm_sample`, with
-    ``eta`` (0: deterministic) in place of ``log_var_mix``; with ``eta = 0`` only ``rng`` (or
+    ``eta`` (0: deterministic) in place of ``log_var_mix`` (a ``"learned_range"`` model's
+    variance channels are dropped); with ``eta = 0`` only ``rng`` (or
     ``noise[0]``) sets the initial sample.
 
     Returns:
@@ -165,6 +175,7 @@ def ddim_sample(
         guidance_scale=guidance_scale,
         param=eta,
         stochastic=stochastic,
+        variance=variance,
         prediction_type=prediction_type,
         thresholding=thresholding,
         threshold_percentile=threshold_percentile,
@@ -200,6 +211,7 @@ def _sample(
     guidance_scale,
     param,
     stochastic: bool,
+    variance: str,
     prediction_type: str,
     thresholding,
     threshold_percentile,
@@ -208,6 +220,8 @@ def _sample(
     return_trajectory: bool,
 ):
     check_prediction_type(prediction_type)
+    if variance not in VARIANCE_TYPES:
+        raise ValueError(f"variance must be one of {VARIANCE_TYPES}, got {variance!r}")
     check_thresholding(thresholding, threshold_percentile)
     if not callable(model_fn):
         raise TypeError(f"model_fn must be callable, got {type(model_fn).__name__}")
@@ -252,6 +266,7 @@ def _sample(
         percentile=percentile,
         use_guidance=use_guidance,
         stochastic=stochastic,
+        learned=variance == "learned_range",
         sharding=sharding,
         return_trajectory=return_trajectory,
     )
@@ -287,6 +302,7 @@ def _constrain(x: Array, sharding: jax.sharding.Sharding) -> Array:
         "percentile",
         "use_guidance",
         "stochastic",
+        "learned",
         "sharding",
         "return_trajectory",
     ),
@@ -307,10 +323,13 @@ def _sample_jit(
     percentile,
     use_guidance,
     stochastic,
+    learned,
     sharding,
     return_trajectory,
 ):
     batch = shape[0]
+    channels = shape[-1]
+    out_shape = (*shape[:-1], 2 * channels) if learned else shape
     num = steps.times.shape[0]
 
     def constrain(x):
@@ -328,17 +347,25 @@ def _sample_jit(
         c, j, z = xs
         t = jnp.full((batch,), c.times, jnp.float32)
         if use_guidance:
-            pred = guided_prediction(model, x, t, cond, guidance_scale=guidance_scale)
+            out = guided_prediction(
+                model,
+                x,
+                t,
+                cond,
+                guidance_scale=guidance_scale,
+                guided_channels=channels if learned else None,
+            )
         else:
-            pred = jnp.asarray(model(x, t, cond), jnp.float32)
-            if pred.shape != x.shape:
-                raise ValueError(f"model_fn returned shape {pred.shape}, expected {x.shape}")
+            out = jnp.asarray(model(x, t, cond), jnp.float32)
+            if out.shape != out_shape:
+                raise ValueError(f"model_fn returned shape {out.shape}, expected {out_shape}")
+        pred, learned_v = (out[..., :channels], out[..., channels:]) if learned else (out, None)
         eps, x0 = eps_and_x0(pred, x, alpha=c.alpha, sigma=c.sigma, prediction_type=prediction_type)
         x0 = threshold(x0, method=thresholding, percentile=percentile)
         if stochastic and z is None:
             z = constrain(jax.random.normal(jax.random.fold_in(key_steps, j), shape, jnp.float32))
         if kind == "ddpm":
-            mean, var = ddpm_posterior(x, x0, coefs=c, log_var_mix=param)
+            mean, var = ddpm_posterior(x, x0, coefs=c, log_var_mix=param, learned_v=learned_v)
             x_new = mean + jnp.sqrt(var) * z
         else:
             if thresholding is not None:
