@@ -138,3 +138,63 @@ def test_bad_values_are_named():
     c.optimizer = "lamb"
     with pytest.raises(ValueError, match="config.optimizer"):
         make_optimizer(c, 10)
+
+
+def test_vit_recipe_follows_big_vision_vit_s16():
+    from synthaug.classifiers import count_params, model_from_config, vit_recipe
+
+    c = vit_recipe()
+    assert (c.batch_size, c.epochs, c.optimizer, c.base_lr, c.weight_decay) == (
+        1024,
+        90,
+        "adamw",
+        1e-3,
+        1e-4,
+    )
+    assert c.weight_decay_scale == "schedule" and c.adam_mu_dtype == "bfloat16"
+    assert c.grad_clip_norm == 1.0 and c.warmup_steps == 10_000 and c.min_lr == 0.0
+    assert (c.mixup_mode, c.mixup_alpha, c.cutmix_alpha, c.label_smoothing) == (
+        "big_vision",
+        0.2,
+        0.0,
+        0.0,
+    )
+    assert (c.randaugment.num_layers, c.randaugment.magnitude, c.randaugment.magnitude_std) == (
+        2,
+        10.0,
+        0.0,
+    )
+    assert tuple(c.mean) == tuple(c.std) == (0.5, 0.5, 0.5)  # big_vision's value_range(-1, 1)
+    assert peak_learning_rate(c) == pytest.approx(1e-3)
+    params = init_shapes(model_from_config(c))["params"]
+    # ViT-S/16 without class token and learned position embedding, with a 384-wide
+    # pre-logits layer: 22,050,664 - 384 - 197 * 384 + 384 * 384 + 384.
+    assert count_params(params) == 22_122_472
+    assert "cls_token" not in params and "pos_embed" not in params and "pre_logits" in params
+    sched = learning_rate_schedule(c, 1251)
+    assert float(sched(5_000)) == pytest.approx(5e-4, rel=1e-6)
+    assert float(sched(10_000)) == pytest.approx(1e-3, rel=1e-6)
+
+
+def test_big_vision_weight_decay_is_scaled_by_the_schedule_not_the_peak_lr():
+    from synthaug.classifiers import vit_recipe
+
+    c = vit_recipe(1024, 90, train_examples=1024 * 100)
+    c.warmup_steps = 10
+    tx, sched = make_optimizer(c, 100)
+    params = {"dense": {"kernel": jnp.full((3, 2), 2.0), "bias": jnp.ones((2,))}}
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    state = tx.init(params)
+    for _ in range(5):  # zero gradients: the update is the weight decay alone
+        updates, state = tx.update(zeros, state, params)
+    # At step 4: lr(4) / peak = 0.4 of the warmup; decay 1e-4 x 0.4 x w, not 1e-3 x 1e-4 x w.
+    np.testing.assert_allclose(updates["dense"]["kernel"], -1e-4 * 0.4 * 2.0, rtol=1e-5)
+    np.testing.assert_array_equal(updates["dense"]["bias"], 0.0)
+    assert float(sched(4)) == pytest.approx(0.4e-3)
+    # optax.adamw-style decay (the DeiT recipe) is multiplied by the lr itself.
+    c.weight_decay_scale = "lr"
+    tx, _ = make_optimizer(c, 100)
+    state = tx.init(params)
+    for _ in range(5):
+        updates, state = tx.update(zeros, state, params)
+    np.testing.assert_allclose(updates["dense"]["kernel"], -0.4e-3 * 1e-4 * 2.0, rtol=1e-5)

@@ -13,7 +13,6 @@ trained classifier is saved by ``synthaug.classifiers.save_classifier`` (its rec
 
 from __future__ import annotations
 
-import pathlib
 import time
 from typing import Any
 
@@ -310,7 +309,9 @@ def train_classifier(
     else:
         images, labels = arrays if arrays is not None else _train_arrays(cfg)
         ev = eval_arrays if eval_arrays is not None else _eval_arrays(cfg)
-    workdir = pathlib.Path(cfg.workdir)
+    from synthaug.pipeline import rundir
+
+    workdir = rundir.claim(cfg.workdir, cfg, "train-classifier")
     primary = jax.process_index() == 0
     writer = MetricWriter(workdir) if primary else _NoWriter()
     epochs = int(recipe.epochs)

@@ -173,13 +173,14 @@ def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = Non
     from tqdm.auto import tqdm
 
     from synthaug import diffusion_core as dc
+    from synthaug.pipeline import rundir
     from synthaug.pipeline.runtime import stage_rules
 
     check_finetune(cfg)
     rules = stage_rules(cfg)
     primary = jax.process_index() == 0
     t0 = time.perf_counter()
-    workdir = pathlib.Path(cfg.workdir)
+    workdir = rundir.claim(cfg.workdir, cfg, "finetune")
     dataset = dataset_of(cfg.data.source)
     names = class_names(dataset)
     emb, mask = class_embeddings(cfg.text, names, workdir=workdir)
@@ -224,11 +225,7 @@ def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = Non
         )
 
     own_writer = writer is None
-    if primary:
-        writer = writer or MetricWriter(workdir)
-        write_model_info(workdir, cfg.preset, dcfg)
-    else:
-        writer = _NoWriter()
+    writer = (writer or MetricWriter(workdir)) if primary else _NoWriter()
     bar = tqdm(
         total=int(dcfg.train.num_steps),
         desc=f"finetune {cfg.preset}",
@@ -258,6 +255,9 @@ def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = Non
         )
     finally:
         bar.close()
+    # The model record only once a checkpoint of this model exists (dc.train saved it).
+    if primary:
+        write_model_info(workdir, cfg.preset, dcfg)
     summary = {
         "stage": "finetune",
         "preset": cfg.preset,
