@@ -353,7 +353,7 @@ def tiny_adm_sr() -> ml_collections.ConfigDict:
 
 
 def tiny_if() -> ml_collections.ConfigDict:
-    """A tiny IF-I-style base (16x16, 64-wide text) for tests and fixtures."""
+    """A tiny IF-I-style base (16x16, the tiny T5 encoder's 64-wide text) for tests and fixtures."""
     model = {
         "image_size": 16,
         "out_channels": 6,
@@ -364,7 +364,7 @@ def tiny_if() -> ml_collections.ConfigDict:
         "num_head_channels": 32,
         "time_embed_dim": 64,
         "activation": "gelu",
-        "text_dim": 48,
+        "text_dim": 64,
         "text_channels": 32,
         "text_pool_heads": 4,
     }
@@ -389,7 +389,7 @@ def tiny_if_sr() -> ml_collections.ConfigDict:
         "efficient_activation": True,
         "resblock_output_scale": 1 / 0.7071,
         "mid_output_scale": 1 / 0.7071,
-        "text_dim": 48,
+        "text_dim": 64,
         "text_channels": 32,
         "text_pool_heads": 4,
         "self_attention": False,
