@@ -70,8 +70,9 @@ def shards(cli, tmp_path_factory):
 @pytest.mark.parametrize("name", sorted(CASCADES))
 def test_sample_writes_balanced_shards_from_imported_models(shards, name):
     manifest = json.loads((shards[name] / "manifest.json").read_text())
-    assert manifest["num_examples"] == 10 and manifest["image_size"] == 32
+    assert manifest["num_examples"] == 10 and manifest["image_size"] == [32, 32]
     assert manifest["num_shards"] == 2
+    assert manifest["count_per_class"] == {str(k): 1 for k in range(10)}
 
 
 def test_train_classifier_reads_the_shards(cli, shards, tmp_path):

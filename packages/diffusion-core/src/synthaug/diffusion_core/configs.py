@@ -237,8 +237,9 @@ def tiny_sr() -> ml_collections.ConfigDict:
 
 
 def _pretrained_config(model: dict, *, schedule: str, lowres_size: int = 0):
+    defaults = {"kind": "adm", "dtype": "float32", "param_dtype": "float32", "remat": False}
     cfg = _config(
-        {"kind": "adm", **model},
+        {**defaults, **model},
         _diffusion(schedule=schedule, lowres_size=lowres_size),
         _optimizer(name="adam", lr=1e-5, warmup=1000, decay=100_000),
         _train(batch_size=256, steps=100_000),
