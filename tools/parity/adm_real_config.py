@@ -27,18 +27,41 @@ def write(d: pathlib.Path, sr: bool) -> None:
     torch.manual_seed(0)
     if sr:
         model = sr_create_model(
-            256, 64, 192, 2, learn_sigma=True, class_cond=True, use_checkpoint=False,
-            attention_resolutions="32,16,8", num_heads=4, num_head_channels=-1,
-            num_heads_upsample=-1, use_scale_shift_norm=True, dropout=0.0,
-            resblock_updown=True, use_fp16=False,
+            256,
+            64,
+            192,
+            2,
+            learn_sigma=True,
+            class_cond=True,
+            use_checkpoint=False,
+            attention_resolutions="32,16,8",
+            num_heads=4,
+            num_head_channels=-1,
+            num_heads_upsample=-1,
+            use_scale_shift_norm=True,
+            dropout=0.0,
+            resblock_updown=True,
+            use_fp16=False,
         )
         size = 256
     else:
         model = create_model(
-            64, 192, 3, channel_mult="", learn_sigma=True, class_cond=True,
-            use_checkpoint=False, attention_resolutions="32,16,8", num_heads=4,
-            num_head_channels=64, num_heads_upsample=-1, use_scale_shift_norm=True,
-            dropout=0.0, resblock_updown=True, use_fp16=False, use_new_attention_order=True,
+            64,
+            192,
+            3,
+            channel_mult="",
+            learn_sigma=True,
+            class_cond=True,
+            use_checkpoint=False,
+            attention_resolutions="32,16,8",
+            num_heads=4,
+            num_head_channels=64,
+            num_heads_upsample=-1,
+            use_scale_shift_norm=True,
+            dropout=0.0,
+            resblock_updown=True,
+            use_fp16=False,
+            use_new_attention_order=True,
         )
         size = 64
     gen = torch.Generator().manual_seed(1)
@@ -75,8 +98,10 @@ def check(d: pathlib.Path, sr: bool) -> None:
         kw["lowres"] = dc.upsample_lowres(io["low"].transpose(0, 2, 3, 1), size=256)
     got = np.asarray(model.apply({"params": params}, x, (io["t"] + 1) / 1000.0, **kw))
     ref = io["out"].transpose(0, 2, 3, 1)
-    print(f"{preset}: max |ours - reference| / max |reference| = "
-          f"{np.abs(got - ref).max() / np.abs(ref).max():.3g}")
+    print(
+        f"{preset}: max |ours - reference| / max |reference| = "
+        f"{np.abs(got - ref).max() / np.abs(ref).max():.3g}"
+    )
 
 
 if __name__ == "__main__":
