@@ -1,8 +1,14 @@
 import json
+import os
 import pathlib
 
 import numpy as np
 import pytest
+
+# 4 simulated CPU devices for the sharded feature tests (set before JAX starts).
+_flags = os.environ.get("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" not in _flags:
+    os.environ["XLA_FLAGS"] = f"{_flags} --xla_force_host_platform_device_count=4".strip()
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
 

@@ -6,12 +6,15 @@ from importlib import metadata as _metadata
 
 from synthaug.imagenet_data.classes import (
     NUM_CLASSES,
+    PROMPT_OVERRIDES,
     UnknownClassError,
     class_name,
     class_names,
     label_from_name,
     label_to_wnid,
     num_classes,
+    prompt_name,
+    prompt_names,
     short_name,
     short_names,
     wnid_to_label,
@@ -29,12 +32,15 @@ from synthaug.imagenet_data.report import DataReport
 # the digits arrays, the data report and the synthetic shard writer (``records``: TFRecord
 # files without TensorFlow) need only NumPy; the tf.data readers load it.
 _LAZY = {
+    "DEFAULT_SHUFFLE_BUFFER": "synthetic",
     "MixReport": "mixing",
     "SyntheticShardWriter": "synthetic",
     "decode_rgb": "decode",
     "diffusion_downsample": "preprocess",
     "eval_resize_crop": "preprocess",
     "from_float_range": "preprocess",
+    "host_dir": "synthetic",
+    "host_range": "synthetic",
     "from_folders": "sources",
     "from_tfds": "sources",
     "from_tfrecords": "sources",
@@ -48,6 +54,7 @@ _LAZY = {
     "read_manifest": "synthetic",
     "read_synthetic": "synthetic",
     "read_val_labels": "sources",
+    "synthetic_dirs": "synthetic",
     "to_float_range": "preprocess",
 }
 
@@ -73,8 +80,10 @@ except _metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "DEFAULT_SHUFFLE_BUFFER",
     "DIGITS_CLASS_NAMES",
     "NUM_CLASSES",
+    "PROMPT_OVERRIDES",
     "DataReport",
     "MixReport",
     "SyntheticShardWriter",
@@ -91,6 +100,8 @@ __all__ = [
     "from_folders",
     "from_tfds",
     "from_tfrecords",
+    "host_dir",
+    "host_range",
     "inception_crop_flip",
     "iter_synthetic",
     "label_from_name",
@@ -100,12 +111,15 @@ __all__ = [
     "measure_composition",
     "mix",
     "num_classes",
+    "prompt_name",
+    "prompt_names",
     "read_devkit_meta",
     "read_manifest",
     "read_synthetic",
     "read_val_labels",
     "short_name",
     "short_names",
+    "synthetic_dirs",
     "to_float_range",
     "wnid_to_label",
     "wnids",

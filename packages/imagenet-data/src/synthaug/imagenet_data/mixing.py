@@ -53,6 +53,7 @@ def mix(
     real_size: int | None = None,
     synthetic_size: int | None = None,
     with_source: bool = False,
+    shuffle_buffer: int = 0,
 ) -> tuple[tf.data.Dataset, MixReport]:
     """Mix real and synthetic ``(image, label)`` data sets.
 
@@ -67,10 +68,22 @@ def mix(
       synthetic_size: the number of synthetic examples, likewise.
       with_source: append a bool element ``is_synthetic`` to each example, to measure the
         realised composition (see :func:`measure_composition`).
+      shuffle_buffer: shuffle the output through a buffer of this many examples (from
+        ``seed``, anew on every pass); 0 leaves the order as drawn. Concatenation needs it
+        (or a later shuffle); in ratio mode each draw is already random, so it only mixes
+        what each input's own order leaves sorted.
 
     Returns:
       (dataset, report).
     """
+    if int(shuffle_buffer) != shuffle_buffer or shuffle_buffer < 0:
+        raise ValueError(f"shuffle_buffer: expected an int >= 0, got {shuffle_buffer!r}")
+
+    def shuffled(ds):
+        if not shuffle_buffer:
+            return ds
+        return ds.shuffle(int(shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
+
     n_real, n_syn = _size(real, real_size), _size(synthetic, synthetic_size)
     if with_source:
         real = real.map(lambda *x: (*x, tf.constant(False)))
@@ -80,7 +93,7 @@ def mix(
         known = n_real is not None and n_syn is not None
         total = n_real + n_syn if known else None
         frac = n_syn / total if known and total else None
-        return out, MixReport("concat", n_real, n_syn, frac, total)
+        return shuffled(out), MixReport("concat", n_real, n_syn, frac, total)
     ratio = float(ratio)
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"ratio: expected None or a float in [0, 1], got {ratio}")
@@ -92,7 +105,7 @@ def mix(
         out = tf.data.Dataset.sample_from_datasets(
             [real.repeat(), synthetic.repeat()], weights=[1.0 - ratio, ratio], seed=seed
         )
-    return out, MixReport("ratio", n_real, n_syn, ratio, None)
+    return shuffled(out), MixReport("ratio", n_real, n_syn, ratio, None)
 
 
 def measure_composition(ds: tf.data.Dataset, num_examples: int) -> dict[str, float]:

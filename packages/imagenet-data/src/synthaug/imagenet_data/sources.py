@@ -4,7 +4,9 @@ Every source yields ``(uint8 [H, W, 3] image, int32 label)`` (or the encoded byt
 of the image with ``decode=False``, for fused decode-and-crop), fills an optional
 :class:`~synthaug.imagenet_data.report.DataReport`, shards by host with ``process_index`` /
 ``process_count``, and reads in a fixed order with ``deterministic=True``. Corrupt or
-truncated images are skipped and recorded in the report; they never stop an epoch.
+truncated images are skipped and recorded in the report by name; they never stop an epoch.
+A record file that cannot be read to its end (truncated, corrupt, unreadable) stops the
+iteration with an error naming it, so ``examples - skipped == yielded`` for every pass.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from synthaug.imagenet_data import classes
-from synthaug.imagenet_data.decode import AUTOTUNE, finish
+from synthaug.imagenet_data.decode import AUTOTUNE, checked_records, finish
 from synthaug.imagenet_data.report import DataReport
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
@@ -325,10 +327,6 @@ def from_tfrecords(
         filename_key: tf.io.FixedLenFeature([], tf.string, default_value=""),
     }
 
-    def records(path):
-        rec = tf.data.TFRecordDataset(path)
-        return rec.enumerate().map(lambda i, r: (r, path, i))
-
     def parse(record, path, index):
         ex = tf.io.parse_single_example(record, features)
         name = ex[filename_key]
@@ -336,11 +334,11 @@ def from_tfrecords(
         name = tf.where(tf.strings.length(name) > 0, name, fallback)
         return ex[image_key], ex[label_key] + label_offset, name
 
-    ds = tf.data.Dataset.from_tensor_slices(files)
+    read, ds = checked_records(files)
     if shuffle:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     ds = ds.interleave(
-        records,
+        lambda path, size, n: read(path, size, n).map(lambda r, i: (r, path, i)),
         cycle_length=max(1, min(cycle_length, len(files))),
         num_parallel_calls=AUTOTUNE,
         deterministic=deterministic,

@@ -8,6 +8,11 @@ Layout of an output directory::
     writer.json                     shard_size, image format and metadata (fixed at creation)
     manifest.json                   written by ``close()``: counts per class, settings, seed
 
+Written by several hosts, a data set is a root directory holding one such directory per host,
+``host-PPPPP-of-NNNNN/`` (:func:`host_dir`); host ``p`` writes the contiguous, shard-aligned
+range :func:`host_range` of the examples. :func:`synthetic_dirs` lists the directories of a
+data set, and :func:`read_synthetic` reads either form.
+
 Each shard is written under a temporary name and renamed when complete, so a killed
 generation leaves only complete shards. Reopening the directory continues after the last
 complete shard; :attr:`SyntheticShardWriter.next_index` is the index of the first example
@@ -38,11 +43,50 @@ SHARD_PREFIX = "synthetic-"
 SHARD_SUFFIX = ".tfrecord"
 MANIFEST = "manifest.json"
 WRITER_STATE = "writer.json"
+HOST_DIR = "host-{index:05d}-of-{count:05d}"
+HOST_GLOB = "host-*-of-*"
+#: Default examples held by the shuffle buffer of :func:`read_synthetic` (encoded records,
+#: about 100-150 KB each for PNG at 256x256: 10,000 hold about 1.2 GB).
+DEFAULT_SHUFFLE_BUFFER = 10_000
 _SHARD_RE = re.compile(rf"^{SHARD_PREFIX}(\d{{5,}}){re.escape(SHARD_SUFFIX)}$")
 
 
 def _shard_name(index: int) -> str:
     return f"{SHARD_PREFIX}{index:05d}{SHARD_SUFFIX}"
+
+
+def host_dir(root: str | os.PathLike, process_index: int, process_count: int) -> pathlib.Path:
+    """The directory host ``process_index`` of ``process_count`` writes its shards to:
+    ``root`` itself on one host, else ``root/host-PPPPP-of-NNNNN``."""
+    if process_count < 1 or not 0 <= process_index < process_count:
+        raise ValueError(
+            f"process_index/process_count: expected 0 <= process_index < process_count, "
+            f"got {process_index}/{process_count}"
+        )
+    root = pathlib.Path(root)
+    if process_count == 1:
+        return root
+    return root / HOST_DIR.format(index=process_index, count=process_count)
+
+
+def host_range(
+    total: int, shard_size: int, process_index: int, process_count: int
+) -> tuple[int, int]:
+    """The ``[start, stop)`` examples host ``process_index`` writes: contiguous and
+    shard-aligned, so every host's shards are complete except the last host's last one."""
+    shards = -(-total // shard_size)
+    per_host = -(-shards // process_count)
+    start = min(process_index * per_host * shard_size, total)
+    stop = min((process_index + 1) * per_host * shard_size, total)
+    return start, stop
+
+
+def synthetic_dirs(root: str | os.PathLike) -> list[pathlib.Path]:
+    """The data set directories under ``root``: its ``host-*-of-*`` directories in host
+    order when it has them, else ``[root]``."""
+    root = pathlib.Path(root)
+    hosts = sorted(p for p in root.glob(HOST_GLOB) if p.is_dir())
+    return hosts if hosts else [root]
 
 
 def _encode(image: np.ndarray, fmt: str, quality: int) -> bytes:
@@ -79,11 +123,11 @@ class SyntheticShardWriter:
         settings, seed, anything else. ``metadata["num_classes"]``, if given, bounds the
         labels.
       image_format: ``"png"`` (lossless) or ``"jpeg"``.
-      jpeg_quality: the JPEG quality.
+      jpeg_quality: the JPEG quality (1-100, Pillow's scale; used with ``"jpeg"``).
 
     Raises:
-      ValueError: when reopening a directory written with another ``shard_size`` or image
-        format.
+      ValueError: when reopening a directory written with another ``shard_size``, image
+        format or JPEG quality.
 
     Example::
 
@@ -111,6 +155,8 @@ class SyntheticShardWriter:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.shard_size = int(shard_size)
         self.image_format = image_format
+        if int(jpeg_quality) != jpeg_quality or not 1 <= jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality: expected an int in [1, 100], got {jpeg_quality!r}")
         self.jpeg_quality = int(jpeg_quality)
         self.metadata = dict(metadata or {})
         try:
@@ -149,10 +195,12 @@ class SyntheticShardWriter:
             "image_format": self.image_format,
             "metadata": self.metadata,
         }
+        if self.image_format == "jpeg":
+            state["jpeg_quality"] = self.jpeg_quality
         if state_path.is_file():
             old = json.loads(state_path.read_text())
-            for key in ("shard_size", "image_format"):
-                if old.get(key) != state[key]:
+            for key in ("shard_size", "image_format", "jpeg_quality"):
+                if key in old and old.get(key) != state.get(key):
                     raise ValueError(
                         f"{key}: {self.out_dir} was written with {key}={old.get(key)!r}, "
                         f"cannot resume it with {state[key]!r}"
@@ -310,6 +358,7 @@ def read_synthetic(
     decode: bool = True,
     shuffle: bool = False,
     seed: int | None = None,
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
     deterministic: bool = True,
     process_index: int = 0,
     process_count: int = 1,
@@ -317,77 +366,111 @@ def read_synthetic(
 ) -> tf.data.Dataset:
     """Read a synthetic data set written by :class:`SyntheticShardWriter`.
 
+    Shards are written in the order the generator produced the examples, often grouped by
+    class; with ``shuffle=True`` the stream is shuffled at two levels, the shard order and
+    then the examples through a buffer of ``shuffle_buffer`` records, both from ``seed`` and
+    anew on every pass (iteration) over the dataset.
+
     Args:
-      out_dir: the directory with ``manifest.json`` and the shards.
+      out_dir: a directory with ``manifest.json`` and the shards, or the root of a data set
+        written by several hosts (``host-*-of-*`` directories, see :func:`synthetic_dirs`).
       decode: yield decoded uint8 images; False yields the encoded bytes.
-      shuffle: shuffle the shard order (from ``seed``).
+      shuffle: shuffle the shard order and the examples (from ``seed``).
       seed: the shuffle seed.
+      shuffle_buffer: examples held by the example-level shuffle buffer (encoded records);
+        0 shuffles the shard order only. A buffer as large as the data set gives a uniform
+        random order.
       deterministic: keep the element order fixed (given the seed); unshuffled, examples
         come in the order they were written.
       process_index: this host's index; hosts read disjoint shards (or records).
       process_count: the number of hosts.
-      report: filled with the manifest's counts.
+      report: filled with the manifest's counts and, while iterating, the skipped images.
 
     Returns:
       A ``tf.data.Dataset`` of ``(image uint8 [H, W, 3], label int32)``.
+
+    Raises:
+      FileNotFoundError: a missing manifest or shard. While iterating, a shard that is
+        truncated or corrupt, or holds another number of records than the manifest lists,
+        stops the iteration with an ``InvalidArgumentError`` naming it; an image that cannot
+        be decoded is skipped and recorded in ``report``.
     """
     import tensorflow as tf
 
-    from synthaug.imagenet_data.decode import AUTOTUNE, decode_rgb
+    from synthaug.imagenet_data.decode import AUTOTUNE, checked_records, finish
 
-    out_dir = pathlib.Path(out_dir)
-    manifest = read_manifest(out_dir)
-    files = [str(out_dir / s["file"]) for s in manifest["shards"]]
-    missing = [f for f in files if not pathlib.Path(f).is_file()]
-    if missing:
-        raise FileNotFoundError(f"out_dir: shards listed in the manifest are missing: {missing}")
+    if int(shuffle_buffer) != shuffle_buffer or shuffle_buffer < 0:
+        raise ValueError(f"shuffle_buffer: expected an int >= 0, got {shuffle_buffer!r}")
     if process_count < 1 or not 0 <= process_index < process_count:
         raise ValueError(
             f"process_index/process_count: expected 0 <= process_index < process_count, "
             f"got {process_index}/{process_count}"
         )
+    dirs = synthetic_dirs(out_dir)
+    manifests = [read_manifest(d) for d in dirs]
+    files, counts = [], []
+    for d, manifest in zip(dirs, manifests, strict=True):
+        for s in manifest["shards"]:
+            files.append(str(d / s["file"]))
+            counts.append(int(s["count"]))
+    missing = [f for f in files if not pathlib.Path(f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"out_dir: shards listed in the manifest are missing: {missing}")
     shard_records = len(files) < process_count
     if not shard_records:
         files = files[process_index::process_count]
+        counts = counts[process_index::process_count]
+    num_classes = manifests[0]["metadata"].get("num_classes")
     if report is not None:
         report.source, report.location = "synthetic", str(out_dir)
         report.files = len(files)
-        report.num_examples = manifest["num_examples"] if process_count == 1 else None
-        report.num_classes = manifest["metadata"].get("num_classes")
+        report.num_examples = sum(counts) if not shard_records else None
+        report.num_classes = num_classes
     features = {
         "image/encoded": tf.io.FixedLenFeature([], tf.string),
         "image/class/label": tf.io.FixedLenFeature([], tf.int64),
     }
 
-    def parse(record):
+    def parse(record, path, index):
         ex = tf.io.parse_single_example(record, features)
-        image = ex["image/encoded"]
-        if decode:
-            image = decode_rgb(image)
-        return image, tf.cast(ex["image/class/label"], tf.int32)
+        name = tf.strings.join([path, "#", tf.strings.as_string(index)])
+        return ex["image/encoded"], ex["image/class/label"], name
 
-    ds = tf.data.Dataset.from_tensor_slices(files)
+    read, ds = checked_records(files, counts)
     if shuffle:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+
+    def shard(path, size, n):
+        return read(path, size, n).map(lambda r, i: (r, path, i))
+
     if deterministic and not shuffle:
-        ds = ds.flat_map(tf.data.TFRecordDataset)
+        ds = ds.flat_map(shard)
     else:
         ds = ds.interleave(
-            tf.data.TFRecordDataset,
+            shard,
             cycle_length=max(1, min(16, len(files))),
             num_parallel_calls=AUTOTUNE,
             deterministic=deterministic,
         )
     if shard_records:
         ds = ds.shard(process_count, process_index)
+    if shuffle and shuffle_buffer:
+        ds = ds.shuffle(int(shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(parse, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
-    options = tf.data.Options()
-    options.deterministic = deterministic
-    return ds.with_options(options)
+    return finish(
+        ds,
+        report=report,
+        decode=decode,
+        deterministic=deterministic,
+        num_classes=num_classes,
+    )
 
 
 def iter_synthetic(out_dir: str | os.PathLike) -> Iterator[tuple[np.ndarray, int]]:
     """The examples of a synthetic data set in the order they were written, without TensorFlow.
+
+    ``out_dir`` is one data set directory or the root of a multi-host one (its host
+    directories are read in host order).
 
     For small sets read on one host (the demo, tests, inspection); data pipelines use
     :func:`read_synthetic`. Images are decoded with Pillow: PNG shards give exactly the
@@ -398,13 +481,13 @@ def iter_synthetic(out_dir: str | os.PathLike) -> Iterator[tuple[np.ndarray, int
     """
     from PIL import Image
 
-    out_dir = pathlib.Path(out_dir)
-    manifest = read_manifest(out_dir)
-    for shard in manifest["shards"]:
-        path = out_dir / shard["file"]
-        if not path.is_file():
-            raise FileNotFoundError(f"out_dir: shard {path} listed in the manifest is missing")
-        for rec in records.iter_records(path):
-            ex = records.decode_example(rec)
-            image = Image.open(io.BytesIO(ex["image/encoded"][0])).convert("RGB")
-            yield np.asarray(image, np.uint8), int(ex["image/class/label"][0])
+    for directory in synthetic_dirs(out_dir):
+        manifest = read_manifest(directory)
+        for shard in manifest["shards"]:
+            path = directory / shard["file"]
+            if not path.is_file():
+                raise FileNotFoundError(f"out_dir: shard {path} listed in the manifest is missing")
+            for rec in records.iter_records(path):
+                ex = records.decode_example(rec)
+                image = Image.open(io.BytesIO(ex["image/encoded"][0])).convert("RGB")
+                yield np.asarray(image, np.uint8), int(ex["image/class/label"][0])

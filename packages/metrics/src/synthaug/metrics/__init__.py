@@ -9,6 +9,12 @@ eigendecompositions.
 
 from importlib import metadata as _metadata
 
+from synthaug.metrics.distributed import (
+    allgather_stats,
+    make_sharded_feature_fn,
+    merge_states,
+    streaming_statistics,
+)
 from synthaug.metrics.frechet import (
     IndefiniteCovarianceError,
     frechet_distance,
@@ -51,6 +57,7 @@ __all__ = [
     "ReferenceBatch",
     "RunningStats",
     "StateDictError",
+    "allgather_stats",
     "classification_accuracy_score",
     "convert_fid_state_dict",
     "fid_inception_torch_shapes",
@@ -60,10 +67,13 @@ __all__ = [
     "load_fid_inception",
     "load_reference_npz",
     "make_feature_fn",
+    "make_sharded_feature_fn",
+    "merge_states",
     "precision_recall",
     "random_state_dict",
     "reference_statistics",
     "resize_bilinear",
     "save_reference_npz",
+    "streaming_statistics",
     "trace_sqrt_product",
 ]

@@ -68,11 +68,10 @@ def read_synthetic_arrays(out_dir, *, limit: int = 0, size: int | None = None):
       ``(uint8 [N, H, W, 3], int32 [N])``.
     """
     from synthaug import imagenet_data as data
-    from synthaug.pipeline.sample import sample_dirs
 
     require_dir(out_dir, "synthetic data directory")
     images, labels = [], []
-    for d in sample_dirs(out_dir):
+    for d in data.synthetic_dirs(out_dir):
         for img, lab in data.iter_synthetic(d):
             images.append(img)
             labels.append(lab)
@@ -152,18 +151,18 @@ def _count(ds) -> int:
 def _synthetic_dataset(cfg, *, shuffle: bool, seed: int):
     """``(dataset of (uint8 image, label), examples)`` of the synthetic shards."""
     from synthaug import imagenet_data as data
-    from synthaug.pipeline.sample import sample_dirs
 
-    require_dir(cfg.data.synthetic_dir, "synthetic data directory (data.synthetic_dir)")
-    dirs = sample_dirs(cfg.data.synthetic_dir)
-    total = sum(int(data.read_manifest(d)["num_examples"]) for d in dirs)
-    ds = None
-    for d in dirs:
-        part = data.read_synthetic(d, shuffle=shuffle, seed=seed)
-        ds = part if ds is None else ds.concatenate(part)
+    root = cfg.data.synthetic_dir
+    require_dir(root, "synthetic data directory (data.synthetic_dir)")
+    total = sum(int(data.read_manifest(d)["num_examples"]) for d in data.synthetic_dirs(root))
+    buffer = int(cfg.data.get("shuffle_buffer", data.DEFAULT_SHUFFLE_BUFFER))
     limit = int(cfg.data.synthetic_images)
-    if limit:
-        ds, total = ds.take(limit), min(limit, total)
+    if limit:  # the first `limit` examples, shuffled among themselves
+        ds, total = data.read_synthetic(root).take(limit), min(limit, total)
+        if shuffle and buffer:
+            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    else:
+        ds = data.read_synthetic(root, shuffle=shuffle, seed=seed, shuffle_buffer=buffer)
     if total == 0:
         raise ConfigError(f"synthetic data directory {cfg.data.synthetic_dir!r} holds no images")
     return ds, total

@@ -5,9 +5,11 @@
     synthaug train-classifier --config paper/resnet50:mixed
     synthaug evaluate         --config paper/evaluate:val256
     synthaug fid-stats        --config paper/fid_stats:val256 --config.out=val256.npz
+    synthaug select-checkpoint --config paper/select_checkpoint:base64
     synthaug report           --config.inputs=run1,run2 --config.out=report.md
     synthaug demo             --out demo_out [--quick]
     synthaug configs          # list the configs shipped with the package
+    synthaug plan             --config paper/base64_finetune   # per-device memory
     synthaug import-weights   --from adm|deepfloyd-if SRC --out DIR [--preset NAME]
     synthaug STAGE --help     # the override syntax and every key of the stage's config
 
@@ -46,6 +48,7 @@ _STAGE_HELP = {
     "report": "a Markdown report of finished stages",
     "demo": "the whole pipeline on the embedded digits data, on a CPU",
     "fid-stats": "FID reference statistics of a real ImageNet split (ADM's preprocessing and .npz)",
+    "select-checkpoint": "rank the kept checkpoints of a finetune workdir by FID on N samples",
 }
 
 _OVERRIDE_HELP = """\
@@ -66,6 +69,7 @@ _EXAMPLE = {
     "report": "title=Runs",
     "demo": "sample.per_class=10",
     "fid-stats": "num_images=1000",
+    "select-checkpoint": "select.num_samples=1000",
 }
 
 
@@ -134,6 +138,9 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
             s.add_argument("--out", default=None, help="the Markdown file to write")
             s.add_argument("inputs", nargs="*", help="workdirs of finished stages")
     sub.add_parser("configs", help="list the configs shipped with the package")
+    from synthaug.pipeline.plan import add_plan_parser
+
+    add_plan_parser(sub)
     imp = sub.add_parser(
         "import-weights",
         help="convert pretrained ADM / DeepFloyd IF weights into a synthaug checkpoint",
@@ -182,6 +189,10 @@ def _run(argv: Sequence[str]) -> int:
     if args.command == "configs":
         print("\n".join(config_lib.list_configs()))
         return 0
+    if args.command == "plan":
+        from synthaug.pipeline.plan import run_plan
+
+        return run_plan(args, overrides)
     if args.command == "import-weights":
         from synthaug.pipeline.pretrained import import_weights
 
@@ -224,6 +235,13 @@ def _one_line(e: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``synthaug`` console script; returns the exit code."""
+    from synthaug.tpu_launch import exit_code
+
+    # In a multi-process run a failed process leaves at once (tpu_launch.exit_code).
+    return exit_code(_main(argv))
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:

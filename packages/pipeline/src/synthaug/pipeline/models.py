@@ -13,6 +13,7 @@ from synthaug.pipeline.io import require_dir, write_json
 
 __all__ = [
     "MODEL_FILE",
+    "checkpoint_steps",
     "PACKAGE_SECTIONS",
     "check_text_dim",
     "diffusion_config",
@@ -71,7 +72,9 @@ def read_model_info(path: str | os.PathLike) -> dict[str, Any]:
     return info
 
 
-def load_stage_model(checkpoint: str | os.PathLike, preset: str, *, text_dim: int):
+def load_stage_model(
+    checkpoint: str | os.PathLike, preset: str, *, text_dim: int, step: int | None = None
+):
     """The model and EMA parameters of one cascade stage.
 
     Args:
@@ -80,6 +83,7 @@ def load_stage_model(checkpoint: str | os.PathLike, preset: str, *, text_dim: in
       preset: the preset named by the config (must agree with ``model.json`` if present;
         a checkpoint without one is taken to be this preset).
       text_dim: the text encoder's width.
+      step: which kept step (default: the latest).
 
     Returns:
       ``(config, model, params)``.
@@ -122,7 +126,15 @@ def load_stage_model(checkpoint: str | os.PathLike, preset: str, *, text_dim: in
     check_text_dim(cfg, text_dim, f"checkpoint {str(checkpoint)!r}")
     model = dc.make_model(cfg)
     try:
-        params = dc.load_params(path)
+        params = dc.load_params(path, step=step)
     except FileNotFoundError as e:
         raise type(e)(f"no diffusion checkpoint in {str(checkpoint)!r}: {e}") from None
     return cfg, model, params
+
+
+def checkpoint_steps(checkpoint: str | os.PathLike) -> list[int]:
+    """The steps kept in a ``finetune`` workdir (or a checkpoint directory), ascending."""
+    path = require_dir(checkpoint, "diffusion checkpoint directory")
+    if (path / "checkpoints").is_dir():
+        path = path / "checkpoints"
+    return sorted(int(p.name) for p in path.iterdir() if p.is_dir() and p.name.isdigit())

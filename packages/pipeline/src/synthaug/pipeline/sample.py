@@ -8,18 +8,25 @@ on how often the run was interrupted. Shards go through
 ``synthaug.imagenet_data.SyntheticShardWriter``, which keeps only complete shards, so a
 killed run resumes at its first missing shard with nothing duplicated or lost.
 
-On several hosts (``jax.process_count() > 1``) host ``p`` takes a contiguous, shard-aligned
-range of the examples and writes it to ``out_dir/host-PPPPP-of-NNNNN/``.
+On several processes (``jax.process_count() > 1``) process ``p`` takes a contiguous,
+shard-aligned range of the examples and writes it to its own directory under ``out_dir``
+(``synthaug.imagenet_data.host_range`` and ``host_dir``), each batch split over its own
+devices. Batches start at the same indices whatever the number of processes or devices (shard
+starts plus multiples of ``batch_size``) and their random numbers do not depend on how they
+are split over devices, so the union of the processes' shards holds exactly the images of a
+1-process run. Each process resumes its own range.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import time
 from typing import Any
 
 import numpy as np
 
+from synthaug.imagenet_data.synthetic import host_range, synthetic_dirs
 from synthaug.pipeline.classes import class_names, resolve_classes
 from synthaug.pipeline.errors import ConfigError
 from synthaug.pipeline.io import require_dir
@@ -65,21 +72,16 @@ def check_sample(cfg) -> list[int]:
     for name in ("per_class", "shard_size", "batch_size"):
         if cfg[name] < 1:
             raise ConfigError(f"{name} must be >= 1, got {cfg[name]}")
+    if cfg.get("image_format", "png") not in ("png", "jpeg"):
+        raise ConfigError(f"image_format must be 'png' or 'jpeg', got {cfg.image_format!r}")
+    if not 1 <= cfg.get("jpeg_quality", 95) <= 100:
+        raise ConfigError(f"jpeg_quality must be in [1, 100], got {cfg.jpeg_quality}")
     return labels
 
 
 def label_plan(labels: list[int], per_class: int) -> np.ndarray:
     """The labels of the whole synthetic set, classes interleaved: ``[per_class * K]``."""
     return np.tile(np.asarray(labels, np.int32), per_class)
-
-
-def host_range(total: int, shard_size: int, process_index: int, process_count: int):
-    """The ``[start, stop)`` examples of one host: contiguous and shard-aligned."""
-    shards = -(-total // shard_size)
-    per_host = -(-shards // process_count)
-    start = min(process_index * per_host * shard_size, total)
-    stop = min((process_index + 1) * per_host * shard_size, total)
-    return start, stop
 
 
 def to_uint8(x) -> np.ndarray:
@@ -111,7 +113,10 @@ def build_cascade(
         if models and key in models:
             dcfg, model, params = models[key]
         else:
-            dcfg, model, params = load_stage_model(st.checkpoint, st.preset, text_dim=text_dim)
+            step = None if int(st.checkpoint_step) < 0 else int(st.checkpoint_step)
+            dcfg, model, params = load_stage_model(
+                st.checkpoint, st.preset, text_dim=text_dim, step=step
+            )
         pretrained = _pretrained_settings(dcfg)
         stages.append(
             samplers.CascadeStage(
@@ -187,11 +192,9 @@ def _null_condition(cfg, names, workdir) -> dict:
     return {}
 
 
-def sample_dirs(out_dir: str | pathlib.Path) -> list[pathlib.Path]:
-    """The synthetic data set directories ``sample`` wrote: ``out_dir`` or its host dirs."""
-    out = pathlib.Path(out_dir)
-    hosts = sorted(out.glob("host-*-of-*"))
-    return hosts if hosts else [out]
+#: The synthetic data set directories ``sample`` wrote: ``out_dir`` or its host directories
+#: (the layout is ``synthaug.imagenet_data``'s: ``host_dir``, ``host_range``).
+sample_dirs = synthetic_dirs
 
 
 def sample(
@@ -203,6 +206,7 @@ def sample(
     process_index: int | None = None,
     process_count: int | None = None,
     traced_guidance: tuple[str, ...] = (),
+    mesh=None,
 ) -> dict[str, Any]:
     """Generate (or finish generating) the synthetic set a ``sample`` config describes.
 
@@ -213,6 +217,8 @@ def sample(
       text: preloaded ``(emb [K, L, D], mask [K, L])`` class embeddings.
       process_index, process_count: this host's place (default: from JAX).
       traced_guidance: see :func:`build_cascade`.
+      mesh: the stage's mesh; each batch is split over this process's devices in it
+        (default: every local device).
 
     Returns:
       The summary (also in ``workdir/metrics.json``): examples written, wall time, settings.
@@ -222,6 +228,7 @@ def sample(
 
     from synthaug import imagenet_data as data
     from synthaug import samplers
+    from synthaug.pipeline.runtime import local_batch_sharding
     from synthaug.pipeline.text import class_embeddings
 
     if models is None:
@@ -249,7 +256,7 @@ def sample(
     pi = jax.process_index() if process_index is None else process_index
     pc = jax.process_count() if process_count is None else process_count
     start, stop = host_range(len(plan), int(cfg.shard_size), pi, pc)
-    out_dir = out_root if pc == 1 else out_root / f"host-{pi:05d}-of-{pc:05d}"
+    out_dir = data.host_dir(out_root, pi, pc)
     settings = {k: cfg[k].to_dict() for k in _enabled(cfg)}
     meta = {
         "num_classes": len(names),
@@ -260,10 +267,24 @@ def sample(
         "first_index": start,
         "stages": settings,
     }
-    writer = data.SyntheticShardWriter(out_dir, int(cfg.shard_size), metadata=meta)
+    writer = data.SyntheticShardWriter(
+        out_dir,
+        int(cfg.shard_size),
+        metadata=meta,
+        image_format=cfg.get("image_format", "png"),
+        jpeg_quality=int(cfg.get("jpeg_quality", 95)),
+    )
     done = writer.resume_index
     key = jax.random.key(int(cfg.seed))
     bsz, shard = int(cfg.batch_size), int(cfg.shard_size)
+    sharding, n_local = local_batch_sharding(mesh)
+    # Every local device holds the weights (a restored checkpoint sits on one device).
+    replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+    stages = [
+        dataclasses.replace(st, params=jax.device_put(st.params, replicated)) for st in stages
+    ]
+    # The batch is padded to a multiple of this process's devices (padding is dropped).
+    padded_bsz = -(-bsz // n_local) * n_local
     bar = tqdm(
         total=stop - start,
         initial=done,
@@ -277,11 +298,13 @@ def sample(
             for b0 in range(s0, min(s0 + shard, stop), bsz):
                 b1 = min(b0 + bsz, s0 + shard, stop)
                 lab = plan[b0:b1]
-                padded = np.concatenate([lab, np.repeat(lab[-1:], bsz - len(lab))])
+                padded = np.concatenate([lab, np.repeat(lab[-1:], padded_bsz - len(lab))])
                 cond = {"text_emb": emb[padded], "text_mask": mask[padded], "labels": padded}
                 for k, v in null.items():
-                    cond[k] = np.broadcast_to(v, (bsz, *v.shape[1:]))
-                outs = samplers.cascade_sample(stages, jax.random.fold_in(key, b0), cond=cond)
+                    cond[k] = np.broadcast_to(v, (padded_bsz, *v.shape[1:]))
+                outs = samplers.cascade_sample(
+                    stages, jax.random.fold_in(key, b0), cond=cond, sharding=sharding
+                )
                 images = to_uint8(outs[-1])[: len(lab)]
                 writer.write(images, lab)
                 bar.update(len(lab))

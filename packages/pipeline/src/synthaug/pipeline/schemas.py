@@ -59,6 +59,10 @@ def _text() -> ml_collections.ConfigDict:
             "seed": 0,
             # Prompt embedding cache (.npz); "" keeps the embeddings in memory.
             "cache": "",
+            # The prompt of each class: a str.format template with one {} for the class's
+            # prompt name (synthaug.imagenet_data.prompt_names); "{}" is the name alone, as
+            # in the paper; e.g. "a photo of a {}".
+            "prompt_template": "{}",
         }
     )
 
@@ -160,6 +164,10 @@ def classifier_config(recipe: ml_collections.ConfigDict | None = None) -> ml_col
             "synthetic_dir": "",
             # Synthetic images used (0 = all written); mixed: total = real + synthetic.
             "synthetic_images": 0,
+            # Streamed synthetic examples held by the shuffle buffer (encoded records, about
+            # 100-150 KB each at 256x256 PNG), reshuffled every epoch; 0 shuffles the shard
+            # order only (synthaug.imagenet_data.read_synthetic's shuffle_buffer).
+            "shuffle_buffer": 10_000,
             "eval_split": "validation",
             # Stream through tf.data (always for ImageNet sources; digits stay in memory).
             "stream": False,
@@ -179,6 +187,9 @@ def _cascade_stage(preset: str, enabled: bool = True) -> ml_collections.ConfigDi
             # records its model; the two must agree).
             "preset": preset,
             "checkpoint": "",
+            # Which kept step of the checkpoint directory (-1 = the latest); e.g. the
+            # best_step that `synthaug select-checkpoint` wrote.
+            "checkpoint_step": -1,
             "sampler": "ddpm",  # "ddpm" (ancestral) or "ddim"
             "steps": 1000,
             "guidance": 1.0,  # Imagen convention: 1.0 is no guidance
@@ -202,6 +213,10 @@ def sample_schema() -> ml_collections.ConfigDict:
     c.classes = ()
     c.per_class = 1200
     c.shard_size = 1000
+    # Shard image encoding: "png" (lossless) or "jpeg" with jpeg_quality (1-100); sizes and
+    # writer throughput of both in synthaug.imagenet_data's README.
+    c.image_format = "png"
+    c.jpeg_quality = 95
     c.batch_size = 64
     c.text = _text()
     c.base = _cascade_stage("imagen_base_64")
@@ -286,6 +301,12 @@ def _fid_stats_schema() -> ml_collections.ConfigDict:
     return fid_stats_schema()
 
 
+def _select_checkpoint_schema() -> ml_collections.ConfigDict:
+    from synthaug.pipeline.select_checkpoint import select_checkpoint_schema
+
+    return select_checkpoint_schema()
+
+
 SCHEMAS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
     "finetune": finetune_config,
     "sample": sample_schema,
@@ -294,6 +315,7 @@ SCHEMAS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
     "report": report_schema,
     "demo": demo_schema,
     "fid-stats": _fid_stats_schema,
+    "select-checkpoint": _select_checkpoint_schema,
 }
 STAGES = tuple(SCHEMAS)
 

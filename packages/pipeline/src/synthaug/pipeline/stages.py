@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import pathlib
 from typing import Any
 
@@ -35,28 +36,47 @@ def report(cfg) -> pathlib.Path:
     return rep.write()
 
 
+def _with_mesh(fn, cfg) -> Any:
+    """``fn(cfg, mesh=...)``: the run is joined and the mesh built here, once per stage."""
+    from synthaug.pipeline.runtime import stage_runtime
+
+    mesh = stage_runtime(cfg)
+    if "mesh" in inspect.signature(fn).parameters:
+        return fn(cfg, mesh=mesh)
+    return fn(cfg)
+
+
 def run_stage(stage: str, cfg) -> Any:
-    """Run the stage ``stage`` on a validated config."""
+    """Run the stage ``stage`` on a validated config.
+
+    ``finetune``, ``sample``, ``train-classifier`` and ``evaluate`` first join the
+    multi-process run if there is one and build their mesh from ``cfg.mesh``
+    (`synthaug.pipeline.runtime.stage_runtime`), which they receive as ``mesh=``.
+    """
     if stage == "finetune":
         from synthaug.pipeline.finetune import finetune
 
-        return finetune(cfg)
+        return _with_mesh(finetune, cfg)
     if stage == "sample":
         from synthaug.pipeline.sample import sample
 
-        return sample(cfg)
+        return _with_mesh(sample, cfg)
     if stage == "train-classifier":
         from synthaug.pipeline.classify import train_classifier
 
-        return train_classifier(cfg)
+        return _with_mesh(train_classifier, cfg)
     if stage == "evaluate":
         from synthaug.pipeline.evaluate import evaluate
 
-        return evaluate(cfg)
+        return _with_mesh(evaluate, cfg)
     if stage == "fid-stats":
         from synthaug.pipeline.fid_stats import fid_stats
 
         return fid_stats(cfg)
+    if stage == "select-checkpoint":
+        from synthaug.pipeline.select_checkpoint import select_checkpoint
+
+        return select_checkpoint(cfg)
     if stage == "report":
         return report(cfg)
     if stage == "demo":
