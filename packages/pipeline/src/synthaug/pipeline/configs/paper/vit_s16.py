@@ -22,11 +22,10 @@ PAPER = {"real": 79.89, "mixed": 81.00}
 
 
 def get_config(variant=None):
-    r = cl.vit_recipe(1024, 300, model="vit_s16_224", num_classes=1000)
     return transformer_config(
         variant,
         key="vit_s16",
-        recipe=r,
+        recipe=cl.vit_recipe(1024, 300, model="vit_s16_224", num_classes=1000),
         paper=PAPER,
         note="ViT-S/16 79.89 -> 81.00",
         hardware="32 TPU-v4 chips (v4-64), batch 1024, 300 epochs",
