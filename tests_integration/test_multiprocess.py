@@ -43,7 +43,7 @@ def _launcher() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "synthaug.tpu_launch.cli"]
 
 
-def _run(layout: str, args: list[str], *, timeout: float = 400) -> subprocess.CompletedProcess:
+def _run(layout: str, args: list[str], *, timeout: float = 900) -> subprocess.CompletedProcess:
     """``synthaug ARGS`` as 1x1, 1x4 (one process, four CPU devices) or 2x2 (launcher)."""
     env = {**ENV, "JAX_PLATFORMS": "cpu"}
     for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
