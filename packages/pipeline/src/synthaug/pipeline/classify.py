@@ -48,6 +48,11 @@ def recipe_config(cfg) -> ml_collections.ConfigDict:
         raise ConfigError(
             f"unknown recipe.model {r.model!r}; expected one of {', '.join(cl.MODEL_NAMES)}"
         )
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        if int(r[key]) < 1:
+            raise ConfigError(f"recipe.{key} must be >= 1, got {r[key]}")
+    if int(r.total_steps) < 0:
+        raise ConfigError(f"recipe.total_steps must be >= 0 (0 = epochs), got {r.total_steps}")
     try:
         cl.validate_config(r)
     except ValueError as e:

@@ -117,7 +117,6 @@ def _inception_metrics(cfg) -> dict[str, float]:
     from synthaug import imagenet_data as data
     from synthaug import metrics as mt
     from synthaug.pipeline.fid_stats import load_inception
-    from synthaug.pipeline.sample import sample_dirs
 
     params = load_inception(cfg.inception_checkpoint)
     # Published Inception Scores use the logits without the classifier bias.
@@ -125,7 +124,7 @@ def _inception_metrics(cfg) -> dict[str, float]:
     stats = mt.RunningStats()
     logits = []
     n, limit = 0, int(cfg.num_samples)
-    for d in sample_dirs(cfg.samples_dir):
+    for d in data.synthetic_dirs(cfg.samples_dir):
         for images, _ in data.read_synthetic(d).batch(int(cfg.batch_size)).as_numpy_iterator():
             images = images[: limit - n]
             if len(images) == 0:

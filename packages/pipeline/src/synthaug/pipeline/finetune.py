@@ -220,9 +220,17 @@ def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = Non
         if is_sr:
             example["lowres"] = np.zeros((1, low, low, 3), np.float32)
         fresh = dc.create_train_state(jax.random.key(seed), model, dcfg, example)
-        init_state, merge_report = dc.init_from_pretrained(
-            fresh, dc.load_params(cfg.init_checkpoint), dcfg
-        )
+        from synthaug.pipeline.pretrained import resolve_checkpoint_dir
+
+        try:  # strict: every parameter of the model from the checkpoint, nothing left over
+            init_state, merge_report = dc.init_from_pretrained(
+                fresh,
+                dc.load_params(resolve_checkpoint_dir(cfg.init_checkpoint)),
+                dcfg,
+                strict=True,
+            )
+        except ValueError as e:
+            raise ConfigError(f"init_checkpoint {cfg.init_checkpoint!r}: {e}") from None
 
     own_writer = writer is None
     writer = (writer or MetricWriter(workdir)) if primary else _NoWriter()
