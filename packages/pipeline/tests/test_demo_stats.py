@@ -127,3 +127,16 @@ def test_error_bar_plots_are_pngs(tmp_path):
     assert not (tmp_path / "x.png").exists()
     with pytest.raises(ValueError, match="value, error"):
         plot_vs_guidance(tmp_path / "y.png", [1.0], {"CAS": [(1.0, 2.0, 3.0)]}, title="t")
+
+
+def test_resize_images_block_mean_and_bilinear():
+    from synthaug.pipeline.demo import resize_images
+
+    x = np.arange(2 * 4 * 4 * 1, dtype=np.uint8).reshape(2, 4, 4, 1)
+    got = resize_images(x, 2)
+    assert got.dtype == np.uint8 and got.shape == (2, 2, 2, 1)
+    # Top-left block of the first image: 0, 1, 4, 5 -> 2.5, rounded half to even -> 2.
+    assert got[0, 0, 0, 0] == 2 and got[0, 1, 1, 0] == np.round((10 + 11 + 14 + 15) / 4)
+    assert resize_images(x, 4) is x
+    odd = resize_images(np.full((1, 6, 6, 3), 200, np.uint8), 4)
+    assert odd.shape == (1, 4, 4, 3) and (odd == 200).all()

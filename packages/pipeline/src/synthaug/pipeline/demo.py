@@ -96,6 +96,28 @@ def _train_demo_classifier(cfg, workdir, mode, arrays, test, *, seed, progress):
     return res
 
 
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 ``[N, H, W, C]`` images at ``size``×``size``: the mean of each ``k``×``k`` block
+    when ``H`` and ``W`` are ``k`` times ``size`` (the SR outputs at the base resolution),
+    else antialiased bilinear resampling; rounded back to uint8."""
+    images = np.asarray(images)
+    n, h, w, c = images.shape
+    if (h, w) == (size, size):
+        return images
+    if h % size == 0 and w % size == 0 and h // size == w // size:
+        k = h // size
+        x = images.reshape(n, size, k, size, k, c).astype(np.float64).mean(axis=(2, 4))
+    else:
+        import jax
+
+        x = np.asarray(
+            jax.image.resize(
+                images.astype(np.float32), (n, size, size, c), "linear", antialias=True
+            )
+        )
+    return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+
 def balanced_prefix(labels: np.ndarray, per_class: float) -> np.ndarray:
     """Indices of the first ``per_class`` examples of every class, in order (nested: a smaller
     ``per_class`` selects a subset of a larger one). A fractional ``per_class`` takes
@@ -288,7 +310,7 @@ def run_demo(cfg, *, progress: bool = True) -> dict[str, Any]:
             traced_guidance=("base",),
         )
     syn_hi, syn_y = read_synthetic_arrays(out / "synthetic")  # SR outputs, for the figures
-    syn_x, _ = read_synthetic_arrays(out / "synthetic", size=size)  # the classifiers' size
+    syn_x = resize_images(syn_hi, size)  # the classifiers' size
 
     seeds = [int(cfg.seed) + i for i in range(int(cfg.seeds))]
     if not seeds:
@@ -389,7 +411,8 @@ def run_demo(cfg, *, progress: bool = True) -> dict[str, Any]:
                     process_count=1,
                     traced_guidance=("base",),
                 )
-                x, y = read_synthetic_arrays(d / "synthetic", size=size)
+                x, y = read_synthetic_arrays(d / "synthetic")
+                x = resize_images(x, size)
             if len(y) == len(syn_y) and sweep_seeds == seeds and w == cfg.sample.base.guidance:
                 cas = results["synthetic"]
             else:
