@@ -143,3 +143,27 @@ def test_nan_stops_training_before_checkpoint(tmp_path):
     assert seen == [1, 2, 3]
     with Checkpointer(tmp_path) as ckpt:
         assert ckpt.all_steps() == [1, 2, 3]
+
+
+def test_nan_between_log_steps_is_caught_before_the_next_save(tmp_path):
+    # Finiteness is fetched only on log and save steps: a NaN at step 3 is reported at the
+    # save of step 4 (log steps every 100), naming step 3; checkpoint 4 is never written.
+    model, config, data = resume_setup()
+
+    def bad_data(step):
+        b = data(step)
+        return dict(b, image=b["image"] * jnp.nan) if step == 3 else b
+
+    with pytest.raises(NonFiniteLossError, match="step 3"):
+        train(
+            model,
+            config,
+            bad_data,
+            num_steps=8,
+            checkpoint_dir=str(tmp_path),
+            save_every=2,
+            keep=10,
+            log_every=100,
+        )
+    with Checkpointer(tmp_path) as ckpt:
+        assert ckpt.all_steps() == [2]

@@ -5,14 +5,14 @@ In-memory data (the digits; small synthetic sets) trains through
 or ``data.stream = True``) streams through tf.data pipelines of ``synthaug.imagenet_data``
 into ``synthaug.classifiers.fit_stream``: real images, synthetic shards, or both drawn at
 the configured proportion (``data.synthetic_images`` synthetic per pass next to the real
-set), with Inception crop-and-flip for training and resize + center crop for the per-epoch
-evaluation. The classifier's recipe config is kept next to its checkpoints
-(``classifier.json``), so that ``evaluate`` and the demo can reload it.
+set), with Inception crop-and-flip for training (synthetic images first resized to
+256x256, as in the paper) and resize + center crop for the per-epoch evaluation. The
+trained classifier is saved by ``synthaug.classifiers.save_classifier`` (its recipe in
+``classifier.json`` next to its checkpoints), so that ``evaluate`` and the demo can reload it.
 """
 
 from __future__ import annotations
 
-import pathlib
 import time
 from typing import Any
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from synthaug.pipeline.data import check_source, dataset_of, digits_subset
 from synthaug.pipeline.errors import ConfigError
-from synthaug.pipeline.io import read_json, require_dir, write_text
+from synthaug.pipeline.io import require_dir
 from synthaug.pipeline.writer import MetricWriter
 
 __all__ = [
@@ -204,6 +204,12 @@ def stream_datasets(cfg, recipe):
             f"train.batch_size {bs} exceeds the {total} training images of data.mode {mode!r}"
         )
 
+    square = int(round(size * 256 / 224))
+
+    def _square_resize(image, label, *rest):
+        image = tf.image.resize(image, (square, square), method="bilinear", antialias=True)
+        return (tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label, *rest)
+
     def train_prep(i, example):
         image, label = example[0], example[1]
         crop_seed = tf.stack([tf.cast(i, tf.int32), tf.constant(seed, tf.int32)])
@@ -225,7 +231,10 @@ def stream_datasets(cfg, recipe):
             )
         if n_syn:
             syn, _ = _synthetic_dataset(cfg, shuffle=True, seed=ep_seed)
-            parts.append(syn.shard(pc, pi) if pc > 1 else syn)
+            syn = syn.shard(pc, pi) if pc > 1 else syn
+            # As the paper: synthetic images resized to 256x256 (scaled with the model's
+            # input side), then the same random crop and flip as the real ones.
+            parts.append(syn.map(_square_resize, num_parallel_calls=tf.data.AUTOTUNE))
         if len(parts) == 2:
             # Each example is real or synthetic in the proportion of the two set sizes.
             ds, _ = data.mix(parts[0], parts[1], ratio=n_syn / total, seed=ep_seed)
@@ -296,9 +305,10 @@ def train_classifier(
     else:
         images, labels = arrays if arrays is not None else _train_arrays(cfg)
         ev = eval_arrays if eval_arrays is not None else _eval_arrays(cfg)
-    workdir = pathlib.Path(cfg.workdir)
+    from synthaug.pipeline import rundir
+
+    workdir = rundir.claim(cfg.workdir, cfg, "train-classifier")
     writer = MetricWriter(workdir)
-    write_text(workdir / RECIPE_FILE, recipe.to_json(indent=2))
     epochs = int(recipe.epochs)
     bar = tqdm(
         total=epochs,
@@ -342,6 +352,7 @@ def train_classifier(
             )
     finally:
         bar.close()
+    cl.save_classifier(workdir, recipe, state)  # classifier.json, once the state is saved
     summary: dict[str, Any] = {
         "stage": "train-classifier",
         "mode": cfg.data.mode,
@@ -373,21 +384,12 @@ def train_classifier(
 
 
 def load_classifier(workdir):
-    """``(recipe, state)`` of a classifier trained by :func:`train_classifier`."""
-    import jax
-
+    """``(recipe, state)`` of a classifier trained by :func:`train_classifier`
+    (``synthaug.classifiers.load_classifier``)."""
     from synthaug import classifiers as cl
 
     workdir = require_dir(workdir, "classifier directory")
-    recipe_path = workdir / RECIPE_FILE
-    if not recipe_path.is_file():
-        raise FileNotFoundError(f"classifier directory {str(workdir)!r} has no {RECIPE_FILE}")
-    recipe = ml_collections.ConfigDict(read_json(recipe_path, "classifier recipe"))
-    model = cl.model_from_config(recipe)
-    template = cl.create_train_state(model, recipe, jax.random.key(0), steps_per_epoch=1)
-    ckpt = cl.Checkpointer(workdir / "checkpoints")
     try:
-        state, _ = ckpt.restore(template)
-    finally:
-        ckpt.close()
-    return recipe, state
+        return cl.load_classifier(workdir)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None

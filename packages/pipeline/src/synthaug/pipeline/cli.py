@@ -20,7 +20,8 @@ Configs (the syntax of ml_collections.config_flags):
   --config.flag                        a bool key alone is set true
 A value is parsed as the type the key has: strings verbatim, bools from true/false/1/0,
 numbers and tuples as Python literals (a tuple also as a comma-separated list: a,b,c).
-An unknown key is an error.
+An unknown key is an error. A run directory belongs to one run: a config that differs
+from the one that made it is refused unless --config.overwrite=true.
 
 Bad input (an unknown config key, a missing checkpoint or data directory, an unknown class
 name, an output path that cannot be written) is reported in one line on stderr with exit

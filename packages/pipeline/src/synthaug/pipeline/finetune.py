@@ -138,10 +138,11 @@ def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = Non
     from tqdm.auto import tqdm
 
     from synthaug import diffusion_core as dc
+    from synthaug.pipeline import rundir
 
     check_finetune(cfg)
     t0 = time.perf_counter()
-    workdir = pathlib.Path(cfg.workdir)
+    workdir = rundir.claim(cfg.workdir, cfg, "finetune")
     dataset = dataset_of(cfg.data.source)
     names = class_names(dataset)
     emb, mask = class_embeddings(cfg.text, names, workdir=workdir)
@@ -184,7 +185,6 @@ def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = Non
 
     own_writer = writer is None
     writer = writer or MetricWriter(workdir)
-    write_model_info(workdir, cfg.preset, dcfg)
     bar = tqdm(
         total=int(dcfg.train.num_steps),
         desc=f"finetune {cfg.preset}",
@@ -211,6 +211,8 @@ def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = Non
         )
     finally:
         bar.close()
+    # The model record only once a checkpoint of this model exists (dc.train saved it).
+    write_model_info(workdir, cfg.preset, dcfg)
     summary = {
         "stage": "finetune",
         "preset": cfg.preset,

@@ -20,6 +20,7 @@ are split over devices, so the union of the processes' shards holds exactly the 
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
 import time
 from typing import Any
@@ -28,14 +29,16 @@ import numpy as np
 
 from synthaug.imagenet_data.synthetic import host_range, synthetic_dirs
 from synthaug.pipeline.classes import class_names, resolve_classes
-from synthaug.pipeline.errors import ConfigError
+from synthaug.pipeline.errors import ConfigError, PipelineError
 from synthaug.pipeline.io import require_dir
 from synthaug.pipeline.writer import MetricWriter
 
 __all__ = [
     "STAGE_KEYS",
+    "NonFiniteSamplesError",
     "build_cascade",
     "check_sample",
+    "check_sampler_settings",
     "host_range",
     "label_plan",
     "sample",
@@ -44,6 +47,12 @@ __all__ = [
 ]
 
 STAGE_KEYS = ("base", "sr1", "sr2")
+#: The schedules the samplers discretize have this many steps (``steps`` respaces them).
+TRAIN_STEPS = 1000
+
+
+class NonFiniteSamplesError(PipelineError):
+    """A cascade produced NaN or infinite samples; none of them were written."""
 
 
 def _enabled(cfg) -> list[str]:
@@ -55,23 +64,66 @@ def _enabled(cfg) -> list[str]:
     return keys
 
 
-def check_sample(cfg) -> list[int]:
-    """Check a sample config's inputs before anything is written; returns the labels."""
-    if not (cfg.out_dir or cfg.workdir):
-        raise ConfigError("sample needs config.out_dir (or config.workdir)")
-    labels = resolve_classes(cfg.dataset, cfg.classes)
-    for key in _enabled(cfg):
+def _finite(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def check_sampler_settings(cfg) -> list[str]:
+    """Check the sampler settings of every enabled stage; returns the enabled stage keys.
+
+    Guidance must be finite and >= 0 (Imagen convention: 1.0 is no guidance), the
+    log-variance mix and the noise-augmentation level in [0, 1], the threshold percentile in
+    (0, 100], the steps in [1, 1000] (the respaced 1000-step schedule).
+
+    Raises:
+      ConfigError: the first bad setting, naming its key.
+    """
+    keys = _enabled(cfg)
+    for key in keys:
         st = cfg[key]
         if st.sampler not in ("ddpm", "ddim"):
             raise ConfigError(f"{key}.sampler must be 'ddpm' or 'ddim', got {st.sampler!r}")
-        require_dir(st.checkpoint, f"{key} checkpoint directory ({key}.checkpoint)")
+        if not _finite(st.guidance) or st.guidance < 0:
+            raise ConfigError(
+                f"{key}.guidance must be a finite number >= 0 (1.0 = no guidance), got "
+                f"{st.guidance!r}"
+            )
+        for name in ("log_var_mix", "aug_level"):
+            if not _finite(st[name]) or not 0.0 <= st[name] <= 1.0:
+                raise ConfigError(f"{key}.{name} must lie in [0, 1], got {st[name]!r}")
+        q = st.threshold_percentile
+        if not _finite(q) or not 0.0 < q <= 100.0:
+            raise ConfigError(f"{key}.threshold_percentile must lie in (0, 100], got {q!r}")
+        if not 1 <= int(st.steps) <= TRAIN_STEPS:
+            raise ConfigError(f"{key}.steps must lie in [1, {TRAIN_STEPS}], got {st.steps}")
+    return keys
+
+
+def check_sample(cfg, *, models: dict | None = None) -> list[int]:
+    """Check a sample config before anything is written; returns the labels.
+
+    Args:
+      cfg: a validated ``sample`` config.
+      models: stage models passed in memory (their checkpoints are not needed).
+    """
+    if not (cfg.out_dir or cfg.workdir):
+        raise ConfigError("sample needs config.out_dir (or config.workdir)")
+    for name in ("per_class", "shard_size", "batch_size"):
+        if cfg[name] < 1:
+            raise ConfigError(f"{name} must be >= 1, got {cfg[name]}")
+    labels = resolve_classes(cfg.dataset, cfg.classes)
+    for key in check_sampler_settings(cfg):
+        st = cfg[key]
+        if not (models and key in models):
+            require_dir(st.checkpoint, f"{key} checkpoint directory ({key}.checkpoint)")
     if cfg.text.checkpoint and not pathlib.Path(cfg.text.checkpoint).exists():
         require_dir(cfg.text.checkpoint, "text encoder checkpoint (text.checkpoint)")
     if cfg.text.tokenizer and not pathlib.Path(cfg.text.tokenizer).is_file():
         require_dir(cfg.text.tokenizer, "SentencePiece tokenizer (text.tokenizer)")
-    for name in ("per_class", "shard_size", "batch_size"):
-        if cfg[name] < 1:
-            raise ConfigError(f"{name} must be >= 1, got {cfg[name]}")
+    if cfg.get("image_format", "png") not in ("png", "jpeg"):
+        raise ConfigError(f"image_format must be 'png' or 'jpeg', got {cfg.image_format!r}")
+    if not 1 <= cfg.get("jpeg_quality", 95) <= 100:
+        raise ConfigError(f"jpeg_quality must be in [1, 100], got {cfg.jpeg_quality}")
     return labels
 
 
@@ -170,17 +222,15 @@ def sample(
 
     from synthaug import imagenet_data as data
     from synthaug import samplers
+    from synthaug.pipeline import rundir
     from synthaug.pipeline.runtime import local_batch_sharding
     from synthaug.pipeline.text import class_embeddings
 
-    if models is None:
-        labels = check_sample(cfg)
-    else:
-        labels = resolve_classes(cfg.dataset, cfg.classes)
-        _enabled(cfg)
+    labels = check_sample(cfg, models=models)
     t0 = time.perf_counter()
     out_root = pathlib.Path(cfg.out_dir or pathlib.Path(cfg.workdir) / "shards")
     workdir = pathlib.Path(cfg.workdir) if cfg.workdir else out_root
+    rundir.claim(out_root, cfg, "sample", what="out_dir")
     names = class_names(cfg.dataset)
     if text is None:
         emb, mask = class_embeddings(cfg.text, names, workdir=workdir)
@@ -205,7 +255,18 @@ def sample(
         "first_index": start,
         "stages": settings,
     }
-    writer = data.SyntheticShardWriter(out_dir, int(cfg.shard_size), metadata=meta)
+    if out_dir.is_dir():  # reopened: every complete shard must be what its records say
+        try:
+            data.verify_shards(out_dir)
+        except ValueError as e:
+            raise ConfigError(f"cannot resume {str(out_dir)!r}: {e}") from None
+    writer = data.SyntheticShardWriter(
+        out_dir,
+        int(cfg.shard_size),
+        metadata=meta,
+        image_format=cfg.get("image_format", "png"),
+        jpeg_quality=int(cfg.get("jpeg_quality", 95)),
+    )
     done = writer.resume_index
     key = jax.random.key(int(cfg.seed))
     bsz, shard = int(cfg.batch_size), int(cfg.shard_size)
@@ -235,7 +296,16 @@ def sample(
                 outs = samplers.cascade_sample(
                     stages, jax.random.fold_in(key, b0), cond=cond, sharding=sharding
                 )
-                images = to_uint8(outs[-1])[: len(lab)]
+                last = np.asarray(outs[-1])[: len(lab)]
+                if not np.isfinite(last).all():
+                    bad = int((~np.isfinite(last)).reshape(len(lab), -1).any(axis=1).sum())
+                    raise NonFiniteSamplesError(
+                        f"sample: the batch of examples {b0}..{b1 - 1} has {bad} image(s) with "
+                        f"NaN or infinite values; nothing of it was written (the shards "
+                        f"before example {s0} are kept; check the checkpoints and "
+                        "sampler settings)"
+                    )
+                images = to_uint8(last)
                 writer.write(images, lab)
                 bar.update(len(lab))
         manifest = writer.close()

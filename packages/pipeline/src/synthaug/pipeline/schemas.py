@@ -213,6 +213,10 @@ def sample_schema() -> ml_collections.ConfigDict:
     c.classes = ()
     c.per_class = 1200
     c.shard_size = 1000
+    # Shard image encoding: "png" (lossless) or "jpeg" with jpeg_quality (1-100); sizes and
+    # writer throughput of both in synthaug.imagenet_data's README.
+    c.image_format = "png"
+    c.jpeg_quality = 95
     c.batch_size = 64
     c.text = _text()
     c.base = _cascade_stage("imagen_base_64")

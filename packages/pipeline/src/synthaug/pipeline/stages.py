@@ -19,6 +19,17 @@ def report(cfg) -> pathlib.Path:
     if not cfg.inputs:
         raise ConfigError("report needs inputs: workdirs of finished stages")
     summaries = {str(d): read_metrics(d) for d in cfg.inputs}  # raises before writing
+    for where, data in summaries.items():  # a malformed summary is named before writing
+        scalars = data.get("scalars", {})
+        ok = isinstance(scalars, dict) and all(
+            isinstance(v, dict) and {"step", "value"} <= set(v) for v in scalars.values()
+        )
+        if not ok:
+            path = pathlib.Path(where) / "metrics.json"
+            raise ConfigError(
+                f"metrics summary {str(path)!r} has a malformed 'scalars' entry; expected "
+                "{name: {step, value}}"
+            )
     rep = MarkdownReport(cfg.out, cfg.title)
     for where, data in summaries.items():
         rep.heading(where)
