@@ -718,7 +718,7 @@ def _write_report(out, cfg, s, *, grids, overview, real_grid, plot, size_plot) -
     rep.paragraph(
         "Each point: a class-balanced synthetic set at that base guidance weight (SR stage at "
         "its final settings); CAS = top-1 on the real test split of a classifier trained on it "
-        f"alone (mean ± sd over {len(s['guidance_sweep'][0]['cas_top1'])} seeds); Fréchet "
+        f"alone (mean ± sd over {cfg.sweep.seeds} seeds); Fréchet "
         "distance in classifier features to the real test split."
     )
     rep.table(

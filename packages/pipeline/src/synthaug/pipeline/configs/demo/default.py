@@ -85,5 +85,7 @@ def get_config(variant=None):
     # classifier step costs a quarter of one at 32×32.
     c.classifier.recipe.update(epochs=1, total_steps=20 if quick else 80, image_size=16)
     c.classifier.recipe.update(batch_size=16 if quick else 32, base_lr=0.8, warmup_epochs=0.1)
+    # One checkpoint per classifier, at its end: the demo trains dozens of them.
+    c.classifier.recipe.checkpoint_every_steps = c.classifier.recipe.total_steps
     c.sweep = dict(guidance=(1.0, 1.25, 1.5, 2.0, 3.0), per_class=4 if quick else 10, seeds=5)
     return c
