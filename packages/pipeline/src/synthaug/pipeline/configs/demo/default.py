@@ -63,7 +63,7 @@ def get_config(variant=None):
     # Few real images per class, so that synthetic data can matter (10 per class already
     # give about 94% at 16×16).
     c.real_per_class = 2 if quick else 5
-    c.seeds = 5
+    c.seeds = 3 if quick else 5
     c.size_sweep = (0.5, 1.0, 2.0) if quick else (0.5, 1.0, 2.0, 4.0, 8.0)
     c.base = finetune.get_config("base")
     c.sr = finetune.get_config("sr")
@@ -87,5 +87,7 @@ def get_config(variant=None):
     c.classifier.recipe.update(batch_size=16 if quick else 32, base_lr=0.8, warmup_epochs=0.1)
     # One checkpoint per classifier, at its end: the demo trains dozens of them.
     c.classifier.recipe.checkpoint_every_steps = c.classifier.recipe.total_steps
-    c.sweep = dict(guidance=(1.0, 1.25, 1.5, 2.0, 3.0), per_class=4 if quick else 10, seeds=5)
+    c.sweep = dict(
+        guidance=(1.0, 1.25, 1.5, 2.0, 3.0), per_class=4 if quick else 10, seeds=2 if quick else 5
+    )
     return c
