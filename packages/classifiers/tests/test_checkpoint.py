@@ -94,7 +94,9 @@ def test_diverging_learning_rate_raises_and_keeps_the_last_finite_checkpoint(tmp
     # No checkpoint at or after the diverged step; the newest one is finite.
     assert ck.all_steps() and max(ck.all_steps()) == err.value.last_saved <= bad
     cfg.train_examples = 64
-    template = create_train_state(model_from_config(cfg), cfg, jax.random.key(0))
+    template = jax.eval_shape(
+        lambda: create_train_state(model_from_config(cfg), cfg, jax.random.key(0))
+    )
     state = ck.restore(target=template)
     ck.close()
     assert int(state.step) == err.value.last_saved

@@ -131,3 +131,21 @@ def test_sampler_settings_are_checked_before_anything_is_written(tmp_path, cli_f
     ):
         cli_fails([*base, f"--config.{override}"], needle)
     assert not out.exists()  # no writer.json, nothing
+
+
+def test_non_positive_step_counts_are_refused_before_writing(tmp_path, cli_fails, dir_listing):
+    work = tmp_path / "w"
+    for argv, needle in (
+        (["finetune", "--config", "demo/finetune:base", "--config.train.num_steps=0"], "num_steps"),
+        (
+            ["finetune", "--config", "demo/finetune:sr", "--config.train.batch_size=-1"],
+            "batch_size",
+        ),
+        (["train-classifier", "--config", "demo/classifier", "--config.recipe.epochs=0"], "epochs"),
+        (
+            ["train-classifier", "--config", "demo/classifier", "--config.recipe.total_steps=-5"],
+            "recipe.total_steps must be >= 0",
+        ),
+    ):
+        cli_fails([*argv, f"--config.workdir={work}"], needle, ">= ")
+    assert dir_listing(tmp_path) == {}

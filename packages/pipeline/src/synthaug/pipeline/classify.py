@@ -48,6 +48,11 @@ def recipe_config(cfg) -> ml_collections.ConfigDict:
         raise ConfigError(
             f"unknown recipe.model {r.model!r}; expected one of {', '.join(cl.MODEL_NAMES)}"
         )
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        if int(r[key]) < 1:
+            raise ConfigError(f"recipe.{key} must be >= 1, got {r[key]}")
+    if int(r.total_steps) < 0:
+        raise ConfigError(f"recipe.total_steps must be >= 0 (0 = epochs), got {r.total_steps}")
     try:
         cl.validate_config(r)
     except ValueError as e:
@@ -274,6 +279,7 @@ def train_classifier(
     progress: bool = True,
     arrays: tuple[np.ndarray, np.ndarray] | None = None,
     eval_arrays: tuple[np.ndarray, np.ndarray] | None = None,
+    mesh=None,
 ) -> dict[str, Any]:
     """Train the classifier a ``train-classifier`` config describes and evaluate it.
 
@@ -285,6 +291,9 @@ def train_classifier(
       progress: show a progress bar over epochs.
       arrays: the training ``(images, labels)`` (default: from the config's data).
       eval_arrays: the evaluation set (default: the real ``data.eval_split``).
+      mesh: the device mesh (``synthaug.pipeline.runtime.stage_runtime``): data-parallel
+        training over every process's devices; each example of the eval set is counted
+        once across the processes.
 
     Returns:
       The summary: train/eval sizes, top-1/top-5 on the eval set, wall time.
@@ -308,13 +317,14 @@ def train_classifier(
     from synthaug.pipeline import rundir
 
     workdir = rundir.claim(cfg.workdir, cfg, "train-classifier")
-    writer = MetricWriter(workdir)
+    primary = jax.process_index() == 0
+    writer = MetricWriter(workdir) if primary else _NoWriter()
     epochs = int(recipe.epochs)
     bar = tqdm(
         total=epochs,
         desc=f"train-classifier {cfg.data.mode}",
         unit="epoch",
-        disable=not progress,
+        disable=not (progress and primary),
         dynamic_ncols=True,
     )
 
@@ -340,6 +350,7 @@ def train_classifier(
                 eval_batches=eval_batches,
                 checkpoint_dir=workdir / "checkpoints",
                 log_fn=log_fn,
+                mesh=mesh,
             )
         else:
             state, history = cl.fit(
@@ -349,6 +360,7 @@ def train_classifier(
                 rng=jax.random.key(int(recipe.seed)),
                 checkpoint_dir=workdir / "checkpoints",
                 log_fn=log_fn,
+                mesh=mesh,
             )
     finally:
         bar.close()
@@ -372,7 +384,12 @@ def train_classifier(
                 eval_examples=int(last["eval_count"]),
             )
     if ev is not None:
-        res = cl.evaluate(recipe, state, ev[0], ev[1])
+        # Each process evaluates its own contiguous part; the counts add up across them.
+        pi, pc = jax.process_index(), jax.process_count()
+        part = np.array_split(np.arange(len(ev[1])), pc)[pi] if mesh is not None else None
+        if part is not None:
+            ev = (ev[0][part], ev[1][part])
+        res = cl.evaluate(recipe, state, ev[0], ev[1], mesh=mesh)
         summary.update(
             top1=float(res["top1"]), top5=float(res["top5"]), eval_examples=int(res["count"])
         )
@@ -381,6 +398,15 @@ def train_classifier(
     writer.summary(train_classifier=summary)
     writer.close()
     return summary
+
+
+class _NoWriter:
+    """The metric writer of processes other than 0 (process 0 writes the files)."""
+
+    def scalars(self, *args, **kwargs) -> None:
+        pass
+
+    summary = flush = close = scalars
 
 
 def load_classifier(workdir):

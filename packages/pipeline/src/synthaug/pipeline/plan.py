@@ -150,15 +150,7 @@ def _finetune_parts(cfg):
     from synthaug import diffusion_core as dc
     from synthaug.pipeline import models
 
-    try:
-        dcfg = models.diffusion_config(cfg)
-    except TypeError:  # the older signature: (preset, *, text_dim, overrides)
-        preset = cfg.model.preset
-        text_dim = int(dc.get_preset(models.DEMO_PRESETS.get(preset, (preset,))[0]).model.text_dim)
-        dcfg = models.diffusion_config(preset, text_dim=text_dim)
-        with dcfg.unlocked():
-            dcfg.optimizer.name = cfg.train.optimizer
-            dcfg.train.batch_size = int(cfg.train.batch_size)
+    dcfg = models.diffusion_config(cfg)  # the config's own diffusion-core sections
     return dc.make_model(dcfg), dcfg, int(dcfg.train.batch_size)
 
 

@@ -165,6 +165,7 @@ def build_cascade(
             dcfg, model, params = load_stage_model(
                 st.checkpoint, st.preset, text_dim=text_dim, step=step
             )
+        pretrained = _pretrained_settings(dcfg)
         stages.append(
             samplers.CascadeStage(
                 model_fn=samplers.UNetModelFn(model.apply),
@@ -178,12 +179,83 @@ def build_cascade(
                 sampler=st.sampler,
                 num_steps=int(st.steps),
                 aug_level=float(st.aug_level),
-                thresholding="dynamic",
                 threshold_percentile=float(st.threshold_percentile),
                 prediction_type=dcfg.diffusion.prediction_type,
+                **pretrained,
             )
         )
     return stages
+
+
+def _pretrained_settings(dcfg) -> dict:
+    """Sampler settings of a model as it was trained: Imagen U-Nets get dynamic thresholding
+    and the noise-then-resize low-res input; ADM (class-conditional, ``kind="adm"`` without
+    text) clips ``x0`` to [-1, 1] (guided-diffusion's ``clip_denoised``) and resizes its low-res
+    input without noise; DeepFloyd IF keeps dynamic thresholding and noises after resizing.
+    Both read their learned-range variance output."""
+    m = dcfg.model
+    if m.get("kind") != "adm":
+        return {"thresholding": "dynamic"}
+    text = m.get("text_dim", None) is not None
+    if m.get("aug_embedding", False):
+        lowres_mode = "deepfloyd_if"
+    else:
+        lowres_mode = "adm" if m.get("lowres_channels", 0) else "imagen"
+    return {
+        "thresholding": "dynamic" if text else "static",
+        "variance": dcfg.diffusion.get("variance", "fixed"),
+        "lowres_mode": lowres_mode,
+    }
+
+
+def _uses_text(cfg) -> bool:
+    """Whether any enabled stage's preset takes text (ADM's presets take class labels)."""
+    from synthaug import diffusion_core as dc
+
+    for key in _enabled(cfg):
+        try:
+            m = dc.get_preset(cfg[key].preset).model
+        except KeyError:
+            return True
+        if m.get("kind") != "adm" or m.get("text_dim", None) is not None:
+            return True
+    return False
+
+
+def _takes_labels(cfg, models: dict | None) -> bool:
+    """Whether an enabled stage is a class-conditional model (ADM's ``kind="adm"``); only
+    then do the batches carry ``labels`` (a text U-Net takes no such argument)."""
+    from synthaug import diffusion_core as dc
+
+    for key in _enabled(cfg):
+        if models and key in models:
+            kind = models[key][0].model.get("kind")
+        else:
+            try:
+                kind = dc.get_preset(cfg[key].preset).model.get("kind")
+            except KeyError:
+                continue
+        if kind == "adm":
+            return True
+    return False
+
+
+def _null_condition(cfg, names, workdir) -> dict:
+    """DeepFloyd IF's guidance null condition: the empty prompt's embedding (IF was trained
+    with it, not with zeros), when a stage is an IF model and guidance is on."""
+    from synthaug import diffusion_core as dc
+    from synthaug.pipeline.pretrained import empty_prompt_embedding
+
+    for key in _enabled(cfg):
+        try:
+            m = dc.get_preset(cfg[key].preset).model
+        except KeyError:
+            continue
+        if m.get("kind") == "adm" and m.get("text_dim", None) is not None:
+            if float(cfg[key].guidance) != 1.0:
+                emb, mask = empty_prompt_embedding(cfg.text, names, workdir=workdir)
+                return {"null_text_emb": emb, "null_text_mask": mask}
+    return {}
 
 
 #: The synthetic data set directories ``sample`` wrote: ``out_dir`` or its host directories
@@ -232,10 +304,14 @@ def sample(
     workdir = pathlib.Path(cfg.workdir) if cfg.workdir else out_root
     rundir.claim(out_root, cfg, "sample", what="out_dir")
     names = class_names(cfg.dataset)
-    if text is None:
-        emb, mask = class_embeddings(cfg.text, names, workdir=workdir)
-    else:
+    null = {}
+    if text is not None:
         emb, mask = text
+    elif _uses_text(cfg):
+        emb, mask = class_embeddings(cfg.text, names, workdir=workdir)
+        null = _null_condition(cfg, names, workdir)
+    else:  # class-conditional models only: the labels are the condition
+        emb, mask = np.zeros((len(names), 1, 1), np.float32), np.ones((len(names), 1), bool)
     stages = build_cascade(
         cfg, text_dim=emb.shape[-1], models=models, traced_guidance=traced_guidance
     )
@@ -278,6 +354,7 @@ def sample(
     ]
     # The batch is padded to a multiple of this process's devices (padding is dropped).
     padded_bsz = -(-bsz // n_local) * n_local
+    with_labels = _takes_labels(cfg, models)
     bar = tqdm(
         total=stop - start,
         initial=done,
@@ -293,6 +370,10 @@ def sample(
                 lab = plan[b0:b1]
                 padded = np.concatenate([lab, np.repeat(lab[-1:], padded_bsz - len(lab))])
                 cond = {"text_emb": emb[padded], "text_mask": mask[padded]}
+                if with_labels:
+                    cond["labels"] = padded
+                for k, v in null.items():
+                    cond[k] = np.broadcast_to(v, (padded_bsz, *v.shape[1:]))
                 outs = samplers.cascade_sample(
                     stages, jax.random.fold_in(key, b0), cond=cond, sharding=sharding
                 )

@@ -47,10 +47,14 @@ def report(cfg) -> pathlib.Path:
     return rep.write()
 
 
-def _with_mesh(fn, cfg) -> Any:
-    """``fn(cfg, mesh=...)``: the run is joined and the mesh built here, once per stage."""
+def _with_mesh(fn, cfg, check=None) -> Any:
+    """``fn(cfg, mesh=...)``: the run is joined and the mesh built here, once per stage,
+    after ``check(cfg)`` has checked the stage's inputs (a missing path is reported as
+    such, not as a mesh that does not fit this machine)."""
     from synthaug.pipeline.runtime import stage_runtime
 
+    if check is not None:
+        check(cfg)
     mesh = stage_runtime(cfg)
     if "mesh" in inspect.signature(fn).parameters:
         return fn(cfg, mesh=mesh)
@@ -65,21 +69,21 @@ def run_stage(stage: str, cfg) -> Any:
     (`synthaug.pipeline.runtime.stage_runtime`), which they receive as ``mesh=``.
     """
     if stage == "finetune":
-        from synthaug.pipeline.finetune import finetune
+        from synthaug.pipeline.finetune import check_finetune, finetune
 
-        return _with_mesh(finetune, cfg)
+        return _with_mesh(finetune, cfg, check_finetune)
     if stage == "sample":
-        from synthaug.pipeline.sample import sample
+        from synthaug.pipeline.sample import check_sample, sample
 
-        return _with_mesh(sample, cfg)
+        return _with_mesh(sample, cfg, check_sample)
     if stage == "train-classifier":
-        from synthaug.pipeline.classify import train_classifier
+        from synthaug.pipeline.classify import check_classifier, train_classifier
 
-        return _with_mesh(train_classifier, cfg)
+        return _with_mesh(train_classifier, cfg, check_classifier)
     if stage == "evaluate":
-        from synthaug.pipeline.evaluate import evaluate
+        from synthaug.pipeline.evaluate import check_evaluate, evaluate
 
-        return _with_mesh(evaluate, cfg)
+        return _with_mesh(evaluate, cfg, check_evaluate)
     if stage == "fid-stats":
         from synthaug.pipeline.fid_stats import fid_stats
 
