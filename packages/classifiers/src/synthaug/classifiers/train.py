@@ -917,6 +917,7 @@ def fit_stream(
     mesh: Mesh | None = None,
     log_fn: Callable[[dict], None] | None = None,
     step_fn: Callable[[int, dict], None] | None = None,
+    batch_at: Callable[[int], Any] | None = None,
 ) -> tuple[TrainState, list[dict]]:
     """Train a classifier on streamed batches (e.g. a tf.data pipeline); resumable.
 
@@ -940,6 +941,10 @@ def fit_stream(
         resume from the latest checkpoint found there.
       mesh: optional mesh with a ``"data"`` axis.
       log_fn, step_fn: as for :func:`fit`.
+      batch_at: ``step -> batch`` for global step ``epoch * steps_per_epoch + i``, used
+        instead of ``epoch_batches`` (which may then be None): an input that can be
+        positioned at any step (e.g. from a saved iterator state), so that a resumed run
+        does not read the batches before its checkpoint again.
 
     Returns:
       ``(state, history)`` as for :func:`fit`.
@@ -976,6 +981,13 @@ def fit_stream(
             yield {"images": images, "labels": labels}
 
     def next_batch(epoch: int, i: int) -> dict:
+        if batch_at is not None:
+            images, labels = _check_batch(batch_at(epoch * spe + i), bs, "batch_at")
+            if images.shape[0] != bs:
+                raise ValueError(f"batch_at: a batch holds {images.shape[0]} examples, not {bs}")
+            if labels.min() < 0 or labels.max() >= nc:
+                raise ValueError(f"batch_at: labels must be in [0, {nc}), got {labels}")
+            return {"images": images, "labels": labels}
         if it["epoch"] != epoch or it["next"] > i:
             it.update(epoch=epoch, iter=iter(full_batches(epoch)), next=0)
         while True:
