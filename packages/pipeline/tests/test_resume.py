@@ -1,0 +1,97 @@
+"""A resumed input stream yields exactly the batches of an uninterrupted one, without
+re-reading those before the resume point (resume.CheckpointedStream)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from synthaug import imagenet_data as data
+from synthaug.pipeline import config as config_lib
+from synthaug.pipeline.finetune import _imagenet_batches
+from synthaug.pipeline.models import diffusion_config
+from synthaug.pipeline.resume import CheckpointedStream
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imagenet")
+    for label in range(3):
+        d = root / "train" / data.label_to_wnid(label)
+        d.mkdir(parents=True)
+        for i in range(6):
+            img = np.full((10, 12, 3), 40 * label + 5 * i, np.uint8)
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, format="PNG")
+            (d / f"{label}_{i}.png").write_bytes(buf.getvalue())
+    return root
+
+
+def _finetune_stream(folder, work):
+    cfg = config_lib.load_config(
+        "demo/finetune:base",
+        "finetune",
+        [
+            "data.source=imagenet_folder",
+            f"data.data_dir={folder}",
+            "data.split=train",
+            "train.save_every=3",
+            "train.keep=2",
+            "train.batch_size=4",  # 18 images: epochs end mid-batch, the stream repeats
+            f"workdir={work}",
+        ],
+    )
+    emb = np.arange(1000, dtype=np.float32)[:, None, None] * np.ones((1, 2, 3), np.float32)
+    return _imagenet_batches(cfg, diffusion_config(cfg), emb, np.ones((1000, 2), bool))
+
+
+def test_finetune_stream_resumes_without_replay(folder, tmp_path):
+    ref = _finetune_stream(folder, tmp_path / "ref")
+    want = [ref(i) for i in range(14)]
+    run = _finetune_stream(folder, tmp_path / "run")
+    for i in [0, 0, *range(1, 8)]:  # the loop's shape probe, then steps 0..7; then a kill
+        run(i)
+    again = _finetune_stream(folder, tmp_path / "run")  # a new process: nothing in memory
+    again(0)  # the shape probe of a resumed run
+    got = {i: again(i) for i in range(6, 14)}
+    assert again.report() == {"resumed_from": 6, "replayed_batches": 0, "batches_read": 9}
+    for i, batch in got.items():
+        for key in ("image", "text_emb"):
+            np.testing.assert_array_equal(batch[key], want[i][key], err_msg=f"step {i} {key}")
+    assert not np.array_equal(want[0]["image"], want[5]["image"])  # the steps do differ
+    # the states of the last keep (2 + 1) positions are kept
+    assert again.saved_steps() == [6, 9, 12]
+
+
+def test_epoch_stream_resumes_mid_epoch(folder, tmp_path):
+    import tensorflow as tf
+
+    def epoch_dataset(epoch):
+        ds = data.from_folders(folder, "train", shuffle=True, seed=100 + epoch)
+        ds = ds.map(lambda x, y: y).batch(3, drop_remainder=True)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def make(work):
+        return CheckpointedStream(
+            epoch_dataset,
+            work,
+            save_every=4,
+            keep=3,
+            convert=lambda b: b.numpy(),
+            steps_per_epoch=6,
+        )
+
+    ref = make(tmp_path / "ref")
+    want = [ref(i) for i in range(18)]
+    assert sorted(np.concatenate(want[:6]).tolist()) == [0] * 6 + [1] * 6 + [2] * 6
+    run = make(tmp_path / "run")
+    for i in range(11):
+        run(i)
+    again = make(tmp_path / "run")
+    got = [again(i) for i in range(8, 18)]  # step 8 is batch 2 of epoch 1
+    assert again.report() == {"resumed_from": 8, "replayed_batches": 0, "batches_read": 10}
+    for i, batch in zip(range(8, 18), got, strict=True):
+        np.testing.assert_array_equal(batch, want[i], err_msg=f"step {i}")
