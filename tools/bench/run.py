@@ -86,6 +86,15 @@ def _fmt(x, digits=4):
     return str(x)
 
 
+#: Measurements these benchmarks do not make (the hardware was not at hand), said in RESULTS.md.
+NOT_MEASURED = [
+    "**bf16 base-64-style U-Net train step on a GPU** (model FLOP/s utilisation, images/s): "
+    "not measured; no GPU was available on the machines these benchmarks ran on, so there is "
+    "no accelerator number for the mixed-precision train step. The CPU train-step entries above "
+    "are float32.",
+]
+
+
 def render_markdown(meta: dict, results: list[dict], errors: dict[str, str]) -> str:
     lines = [
         "# synthaug benchmarks",
@@ -126,6 +135,7 @@ def render_markdown(meta: dict, results: list[dict], errors: dict[str, str]) -> 
         lines += ["", "## Notes", ""] + [f"- **{r['name']}**: {r['notes']}" for r in notes]
     if errors:
         lines += ["", "## Entries that failed", ""] + [f"- `{k}`: {v}" for k, v in errors.items()]
+    lines += ["", "## Not measured", ""] + [f"- {x}" for x in NOT_MEASURED]
     return "\n".join(lines) + "\n"
 
 

@@ -74,3 +74,18 @@ def test_crop_and_flip_preserve_content():
     crop = jax.jit(random_pad_crop, static_argnames="pad")
     np.testing.assert_array_equal(crop(KEY, x, pad=0), x)
     assert crop(KEY, x, pad=2).shape == x.shape
+
+
+def test_mixup_roll_is_big_vision_mixup():
+    from synthaug.classifiers import mixup_roll
+
+    key = jax.random.key(4)
+    images = jnp.arange(4 * 2 * 2 * 3, dtype=jnp.float32).reshape(4, 2, 2, 3)
+    targets = jax.nn.one_hot(jnp.arange(4), 4)
+    x, t = mixup_roll(key, images, targets, alpha=0.2)
+    a = jax.random.beta(key, 0.2, 0.2)
+    a = max(float(a), 1.0 - float(a))  # big_vision keeps the larger weight on the example
+    assert a >= 0.5
+    np.testing.assert_allclose(x, a * images + (1 - a) * jnp.roll(images, 1, axis=0), rtol=1e-6)
+    np.testing.assert_allclose(t[1], [1 - a, a, 0, 0], rtol=1e-6)
+    np.testing.assert_allclose(t.sum(-1), 1.0, rtol=1e-6)

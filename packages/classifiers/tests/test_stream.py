@@ -1,11 +1,10 @@
-"""Streaming training (fit_stream) and the cache of compiled steps."""
+"""Streaming training (fit_stream): learning, evaluation, exact resume, bad input."""
 
 import jax
 import numpy as np
 import pytest
 
-from synthaug.classifiers import clear_step_cache, fit, fit_stream, make_train_step
-from synthaug.classifiers.train import _STEP_CACHE, epoch_permutation, model_from_config
+from synthaug.classifiers import epoch_permutation, fit, fit_stream
 
 from ._tiny import micro_config, toy_data
 
@@ -63,19 +62,15 @@ def test_fit_stream_rejects_short_epochs_and_bad_labels():
         fit_stream(cfg, _epochs(images, bad, 8, seed=0), steps_per_epoch=2, rng=jax.random.key(0))
 
 
-def test_repeated_fits_reuse_the_compiled_step():
-    clear_step_cache()
+def test_repeated_fits_share_one_compiled_step():
+    from synthaug.classifiers import steps
+
     cfg = micro_config(epochs=1)
     images, labels = toy_data(32)
     fit(cfg, images, labels, rng=jax.random.key(0))
-    n = len(_STEP_CACHE)
-    # Same recipe and schedule, other data and seed: no new compiled step.
+    n = steps._train_step_donated._cache_size()
+    # Same recipe and data size, other data and seed: JAX's jit cache serves the step.
     fit(cfg, images[::-1].copy(), labels[::-1].copy(), rng=jax.random.key(1))
-    assert len(_STEP_CACHE) == n
-    # The initialisation is compiled once too.
-    inits = [fn for key, fn in _STEP_CACHE.items() if key[0] == "init"]
-    assert len(inits) == 1 and inits[0]._cache_size() == 1
-    model = model_from_config(cfg)
-    a = make_train_step(model, cfg, steps_per_epoch=4)
-    assert make_train_step(model, cfg, steps_per_epoch=4) is a
-    assert make_train_step(model, cfg, steps_per_epoch=5) is not a  # another schedule
+    assert steps._train_step_donated._cache_size() == n
+    fit(micro_config(epochs=1, base_lr=0.05), images, labels, rng=jax.random.key(1))
+    assert steps._train_step_donated._cache_size() == n + 1  # another schedule

@@ -142,5 +142,5 @@ def test_missing_and_corrupt_files(tmp_path):
         load_state_dict(bad)
     st = tmp_path / "short.safetensors"
     st.write_bytes(b"\x10\x00")
-    with pytest.raises(CheckpointFormatError, match="short.safetensors: not a valid"):
+    with pytest.raises(CheckpointFormatError, match="short.safetensors: not a safetensors file"):
         load_state_dict(st)

@@ -125,3 +125,73 @@ def test_fit_rejects_bad_inputs():
         fit(cfg, images[:4], labels[:4], rng=jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="train_labels must be"):
         fit(cfg, images, labels[:3], rng=jax.random.PRNGKey(0))
+
+
+def _global_relative_error(a, b) -> float:
+    """``|a - b| / |a|`` over every leaf of two pytrees together."""
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    num = sum(
+        float(np.sum((np.asarray(x) - np.asarray(y)) ** 2)) for x, y in zip(la, lb, strict=True)
+    )
+    return (num / sum(float(np.sum(np.asarray(x) ** 2)) for x in la)) ** 0.5
+
+
+def test_fit_on_four_devices_equals_one_device(mesh):
+    cfg = micro_config(epochs=1)
+    images, labels = toy_data(64, seed=0)
+    ev_images, ev_labels = toy_data(37, seed=5)  # 37 = 4 batches of 8 + 5: padding on the mesh
+    kw = dict(rng=jax.random.key(3), eval_images=ev_images, eval_labels=ev_labels)
+    s1, h1 = fit(cfg, images, labels, **kw)
+    s4, h4 = fit(cfg, images, labels, mesh=mesh, **kw)
+    assert s4.params["conv1"]["kernel"].sharding.is_fully_replicated
+    assert len(s4.params["conv1"]["kernel"].sharding.device_set) == 4
+    for a, b in zip(h1, h4, strict=True):
+        np.testing.assert_allclose(b["train_loss"], a["train_loss"], rtol=1e-5)
+        assert b["eval_count"] == a["eval_count"] == 37
+        # Exact counts: the same examples right on one device and on four.
+        assert round(b["eval_top1"] * 37) == round(a["eval_top1"] * 37)
+        assert round(b["eval_top5"] * 37) == round(a["eval_top5"] * 37)
+    # Summation order differs between the programs (float32 rounding), nothing else.
+    assert _global_relative_error((s1.params, s1.batch_stats), (s4.params, s4.batch_stats)) < 1e-5
+
+
+def test_evaluate_rejects_out_of_range_labels():
+    cfg = micro_config()
+    state = create_train_state(model_from_config(cfg), cfg, jax.random.key(0))
+    images, labels = toy_data(10)
+    with pytest.raises(ValueError, match=r"eval_labels must be in \[0, 4\).*got range \[0, 4\]"):
+        evaluate(cfg, state, images, np.where(np.arange(10) == 3, 4, labels))
+    with pytest.raises(ValueError, match=r"eval_labels must be in \[0, 4\).*\[-1, "):
+        evaluate(cfg, state, images, np.where(np.arange(10) == 3, -1, labels))
+
+
+def test_bfloat16_compute_lowers_to_bf16_convs_and_dots_with_f32_state():
+    import re
+
+    images, labels = toy_data(8)
+    batch = {"images": images, "labels": labels}
+    losses = {}
+    for dtype in ("float32", "bfloat16"):
+        cfg = micro_config(dtype=dtype)
+        model = model_from_config(cfg)
+        state = create_train_state(model, cfg, jax.random.key(0))
+        step = make_train_step(model, cfg)
+        hlo = jax.jit(step).lower(state, batch).as_text()
+        # The operand types of every convolution and matrix product (forward and backward;
+        # some accumulate into float32 outputs).
+        operands = r": \(tensor<[^>]*x(\w+)>, tensor<[^>]*x(\w+)>\)"
+        convs = re.findall(r"stablehlo.convolution.*?" + operands, hlo)
+        dots = re.findall(r"stablehlo.dot_general.*?" + operands, hlo)
+        assert len(convs) >= 10 and len(dots) >= 3, (len(convs), len(dots))
+        want = "bf16" if dtype == "bfloat16" else "f32"
+        assert {t for pair in convs + dots for t in pair} == {want}, (convs, dots)
+        new, metrics = step(state, batch)
+        # Parameters, optimiser state and the loss stay float32.
+        leaves = jax.tree_util.tree_leaves((new.params, new.opt_state, new.batch_stats))
+        assert {x.dtype for x in leaves if jnp.issubdtype(x.dtype, jnp.floating)} == {
+            jnp.dtype("float32")
+        }
+        assert metrics["loss"].dtype == jnp.float32
+        losses[dtype] = float(metrics["loss"])
+    # The stated tolerance: bf16 activations move the tiny model's loss by < 2%.
+    assert losses["bfloat16"] == pytest.approx(losses["float32"], rel=2e-2)

@@ -53,20 +53,20 @@ def test_load_params_reads_the_newest_step(tmp_path):
 
 def test_resume_passes_over_a_truncated_latest_step(tmp_path, caplog):
     model, config, data = resume_setup()
-    kw = dict(num_steps=10, checkpoint_dir=str(tmp_path), save_every=5, keep=3, log_every=1)
+    kw = dict(num_steps=4, checkpoint_dir=str(tmp_path), save_every=2, keep=3, log_every=1)
     straight, _ = train(model, config, data, **kw)
     with Checkpointer(tmp_path) as ckpt:
-        assert ckpt.all_steps() == [5, 10]
-    files = [os.path.join(r, n) for r, _, ns in os.walk(tmp_path / "10") for n in ns]
+        assert ckpt.all_steps() == [2, 4]
+    files = [os.path.join(r, n) for r, _, ns in os.walk(tmp_path / "4") for n in ns]
     biggest = max(files, key=os.path.getsize)
     os.truncate(biggest, os.path.getsize(biggest) // 2)
     with caplog.at_level(logging.WARNING):
         resumed, history = train(model, config, data, **kw)
-    assert any("step 10 is damaged" in r.getMessage() for r in caplog.records)
-    assert [h["step"] for h in history] == list(range(6, 11))  # from step 5, not from 0
+    assert any("step 4 is damaged" in r.getMessage() for r in caplog.records)
+    assert [h["step"] for h in history] == [3, 4]  # from step 2, not from 0
     _assert_identical(resumed, straight)
     # Every step damaged: one line, no traceback from TensorStore, nothing restored.
-    for step in ("5", "10"):
+    for step in ("2", "4"):
         for root, _, names in os.walk(tmp_path / step):
             for name in names:
                 open(os.path.join(root, name), "w").close()
@@ -143,3 +143,27 @@ def test_nan_stops_training_before_checkpoint(tmp_path):
     assert seen == [1, 2, 3]
     with Checkpointer(tmp_path) as ckpt:
         assert ckpt.all_steps() == [1, 2, 3]
+
+
+def test_nan_between_log_steps_is_caught_before_the_next_save(tmp_path):
+    # Finiteness is fetched only on log and save steps: a NaN at step 3 is reported at the
+    # save of step 4 (log steps every 100), naming step 3; checkpoint 4 is never written.
+    model, config, data = resume_setup()
+
+    def bad_data(step):
+        b = data(step)
+        return dict(b, image=b["image"] * jnp.nan) if step == 3 else b
+
+    with pytest.raises(NonFiniteLossError, match="step 3"):
+        train(
+            model,
+            config,
+            bad_data,
+            num_steps=8,
+            checkpoint_dir=str(tmp_path),
+            save_every=2,
+            keep=10,
+            log_every=100,
+        )
+    with Checkpointer(tmp_path) as ckpt:
+        assert ckpt.all_steps() == [2]

@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from diffusion_core_testutil import resume_setup
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -11,6 +12,7 @@ from synthaug.diffusion_core import (
     get_preset,
     learning_rate_schedule,
     make_optimizer,
+    train,
 )
 
 
@@ -170,3 +172,31 @@ def test_flattened_adam_is_the_per_array_update():
         if isinstance(x, optax.FactoredState)
     ]
     assert factored and factored[0].v["a"]["w"].shape == (3, 4)  # per array, not flat
+
+
+def test_train_loop_fetches_from_the_device_only_on_log_steps(monkeypatch):
+    # Every device-to-host fetch (jax.device_get, or an implicit one: float(), int(),
+    # np.asarray() of a device array) is recorded with the step whose batch was read last:
+    # the loop fetches once before the first step (the step counter) and on the log steps
+    # (after the batches of steps 4 and 9), never in between.
+    from jax._src.array import ArrayImpl
+
+    model, config, data = resume_setup()
+    batches = [jax.tree.map(np.asarray, data(i)) for i in range(10)]
+    current = {"step": None}
+
+    def feed(step):
+        current["step"] = step
+        return batches[step]
+
+    seen = set()
+    value, device_get = ArrayImpl._value, jax.device_get
+    monkeypatch.setattr(
+        ArrayImpl, "_value", property(lambda a: seen.add(current["step"]) or value.fget(a))
+    )
+    monkeypatch.setattr(jax, "device_get", lambda x: seen.add(current["step"]) or device_get(x))
+    state, history = train(model, config, feed, num_steps=10, log_every=5)
+    monkeypatch.undo()
+    assert [h["step"] for h in history] == [5, 10]
+    assert seen == {0, 4, 9}
+    assert int(state.step) == 10

@@ -70,3 +70,27 @@ def test_data_file_records_its_source():
     text = resources.files("synthaug.imagenet_data").joinpath("data/imagenet_classes.tsv")
     head = text.read_text().splitlines()[:4]
     assert any("make_imagenet_data_classes.py" in line for line in head)
+
+
+def test_prompt_names_are_1000_distinct_strings():
+    names = d.prompt_names()
+    assert len(names) == 1000 and all(isinstance(n, str) and n.strip() for n in names)
+    assert len(set(names)) == 1000
+    assert len({" ".join(n.lower().split()) for n in names}) == 1000  # also ignoring case
+    # the short names collide: that is what the overrides are for
+    short = d.short_names()
+    assert len(set(short)) == 998 and len({n.lower() for n in short}) == 997
+    assert d.prompt_name(134) == "crane (bird)" and d.prompt_name(517) == "crane (machine)"
+    assert d.prompt_name(638) == "maillot (tights)" and d.prompt_name(639) == "maillot (swimsuit)"
+    assert d.prompt_name(264) == "Cardigan Welsh corgi" and d.prompt_name(474) == "cardigan"
+    # every other class keeps its short name, and every override is one of the class's
+    # lemmas or its short name with a parenthesis
+    changed = [i for i in range(1000) if names[i] != short[i]]
+    assert changed == sorted(d.wnid_to_label(w) for w in d.PROMPT_OVERRIDES)
+    for i in changed:
+        base = names[i].split(" (")[0]
+        assert base in [x.strip() for x in d.class_name(i).split(",")]
+    # prompt names resolve back to their class
+    assert all(d.label_from_name(names[i]) == i for i in changed + [0, 207, 474])
+    with pytest.raises(d.UnknownClassError):
+        d.prompt_name(1000)

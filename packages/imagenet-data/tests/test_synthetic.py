@@ -183,3 +183,19 @@ def test_shard_without_its_sidecar_is_recounted_from_its_records(tmp_path):
     assert manifest["num_examples"] == 10
     assert manifest["count_per_class"] == {"0": 2, "1": 2, "2": 2, "3": 2, "4": 2}
     assert [y for _, y in d.iter_synthetic(out)] == generated(0, 10)[1].tolist()
+
+
+def test_jpeg_quality_is_validated_and_fixed_at_creation(tmp_path):
+    with pytest.raises(ValueError, match="jpeg_quality"):
+        d.SyntheticShardWriter(tmp_path / "q", shard_size=2, image_format="jpeg", jpeg_quality=0)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    sizes = {}
+    for q in (30, 95):
+        w = d.SyntheticShardWriter(tmp_path / f"q{q}", 2, image_format="jpeg", jpeg_quality=q)
+        w.write(x, [0, 1])
+        w.close()
+        sizes[q] = (tmp_path / f"q{q}" / "synthetic-00000.tfrecord").stat().st_size
+    assert sizes[30] < sizes[95]
+    with pytest.raises(ValueError, match="jpeg_quality"):
+        d.SyntheticShardWriter(tmp_path / "q30", 2, image_format="jpeg", jpeg_quality=95)

@@ -9,10 +9,22 @@ import pytest
 from PIL import Image
 
 from synthaug import imagenet_data as data
+from synthaug.classifiers import get_model
 from synthaug.pipeline import cli
+from synthaug.pipeline.classify import load_classifier
 
-CLASSES = (0, 1, 2)
-COLOURS = np.array([[220, 40, 40], [40, 220, 40], [40, 40, 220]])
+CLASSES = tuple(range(7))  # more than 5: top-5 is not trivially right
+COLOURS = np.array(
+    [
+        [220, 40, 40],
+        [40, 220, 40],
+        [40, 40, 220],
+        [220, 220, 40],
+        [220, 40, 220],
+        [40, 220, 220],
+        [128, 128, 128],
+    ]
+)
 
 
 def _images(label: int, n: int, seed: int) -> np.ndarray:
@@ -48,6 +60,7 @@ def _train(tmp_path, root, mode, capsys):
         "--config",
         f"paper/resnet50:{mode}",
         "--config.recipe.model=resnet_tiny",
+        f"--config.recipe.num_classes={len(CLASSES)}",
         "--config.recipe.image_size=32",
         "--config.recipe.epochs=2",
         "--config.recipe.batch_size=8",
@@ -70,10 +83,30 @@ def test_train_classifier_streams_mixed_real_and_synthetic_data(tmp_path, tiny_i
     s, work = _train(tmp_path, tiny_imagenet, mode, capsys)
     assert s["streaming"] is True
     real, syn = s["composition"]["real"], s["composition"]["synthetic"]
-    assert real == 36 and syn == 24
+    assert real == 12 * len(CLASSES) and syn == 8 * len(CLASSES)
     assert s["train_examples"] == (real + syn) // 8 * 8
-    assert s["eval_examples"] == 12  # the whole val split, once
-    assert 0.0 <= s["top1"] <= 1.0 and s["top5"] == 1.0  # 3 classes: top-5 always right
+    n_val = 4 * len(CLASSES)
+    assert s["eval_examples"] == n_val  # the whole val split, once
+    # Top-1 and top-5 counts equal those of the saved classifier's logits ranked in NumPy,
+    # on the val images preprocessed as the evaluation does (resize 37, center crop 32).
+    recipe, state = load_classifier(work)
+    assert recipe.num_classes == 7
+    images, labels = [], []
+    for label in CLASSES:
+        for path in sorted((tiny_imagenet / "real" / "val" / data.label_to_wnid(label)).iterdir()):
+            img = np.asarray(Image.open(path).convert("RGB"))
+            images.append(data.eval_resize_crop(img, resize_size=37, crop_size=32).numpy())
+            labels.append(label)
+    x = (np.stack(images) / 255.0 - np.asarray(recipe.mean)) / np.asarray(recipe.std)
+    model = get_model(recipe.model, recipe.num_classes, **recipe.model_kwargs.to_dict())
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    logits = np.asarray(model.apply(variables, x.astype(np.float32)))
+    ranks = np.argsort(-logits, axis=1)
+    labels = np.asarray(labels)
+    top1 = int(np.sum(ranks[:, 0] == labels))
+    top5 = int(np.sum(np.any(ranks[:, :5] == labels[:, None], axis=1)))
+    assert round(s["top1"] * n_val) == top1 and round(s["top5"] * n_val) == top5
+    assert top1 <= top5 <= n_val
     assert (work / "checkpoints").is_dir() and (work / "classifier.json").is_file()
     # Resuming a finished run changes nothing and trains no further step.
     again, _ = _train(tmp_path, tiny_imagenet, mode, capsys)

@@ -6,13 +6,16 @@ from importlib import metadata as _metadata
 from synthaug.classifiers.augment import (
     RANDAUGMENT_OPS,
     mixup_cutmix,
+    mixup_roll,
     rand_augment,
     random_erasing,
     random_flip,
     random_pad_crop,
 )
-from synthaug.classifiers.checkpoint import Checkpointer
+from synthaug.classifiers.checkpoint import CONFIG_FILE, load_classifier, save_classifier
 from synthaug.classifiers.conv import KERNEL_GRAD_MODES, conv_general_dilated
+from synthaug.classifiers.evaluate import evaluate, predict_features
+from synthaug.classifiers.fit import NonFiniteLossError, epoch_permutation, fit, fit_stream
 from synthaug.classifiers.models import (
     MODEL_NAMES,
     count_params,
@@ -21,16 +24,28 @@ from synthaug.classifiers.models import (
     init_shapes,
     model_kwargs,
 )
+from synthaug.classifiers.optim import (
+    learning_rate_schedule,
+    make_optimizer,
+    num_steps,
+    weight_decay_mask,
+)
+from synthaug.classifiers.parallel import local_batch_size, shard_batch
+from synthaug.classifiers.preprocess import prepare_images
 from synthaug.classifiers.recipes import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    base_config,
     deit_recipe,
     demo_recipe,
     peak_learning_rate,
     resnet_recipe,
     validate_config,
+    vit_recipe,
 )
 from synthaug.classifiers.resnet import ResNet
+from synthaug.classifiers.state import TrainState, create_train_state, model_from_config
+from synthaug.classifiers.steps import make_eval_step, make_feature_fn, make_train_step
 from synthaug.classifiers.torch_import import (
     CheckpointFormatError,
     convert_state_dict,
@@ -39,27 +54,6 @@ from synthaug.classifiers.torch_import import (
     load_torch_weights,
     read_pth,
     read_safetensors,
-)
-from synthaug.classifiers.train import (
-    TrainState,
-    clear_step_cache,
-    create_train_state,
-    epoch_permutation,
-    evaluate,
-    fit,
-    fit_stream,
-    learning_rate_schedule,
-    make_eval_step,
-    make_feature_fn,
-    make_optimizer,
-    make_train_step,
-    model_from_config,
-    num_steps,
-    predict_features,
-    prepare_images,
-    schedule_hparams,
-    shard_batch,
-    weight_decay_mask,
 )
 from synthaug.classifiers.vit import VisionTransformer
 
@@ -73,15 +67,16 @@ __all__ = [
     "IMAGENET_STD",
     "KERNEL_GRAD_MODES",
     "MODEL_NAMES",
+    "NonFiniteLossError",
     "RANDAUGMENT_OPS",
     "CheckpointFormatError",
-    "Checkpointer",
+    "CONFIG_FILE",
     "ResNet",
     "TrainState",
     "VisionTransformer",
-    "clear_step_cache",
     "conv_general_dilated",
     "convert_state_dict",
+    "base_config",
     "count_params",
     "create_train_state",
     "default_image_size",
@@ -96,19 +91,21 @@ __all__ = [
     "init_shapes",
     "learning_rate_schedule",
     "load_state_dict",
+    "load_classifier",
     "load_torch_weights",
+    "local_batch_size",
     "make_eval_step",
     "make_feature_fn",
     "make_optimizer",
     "make_train_step",
     "mixup_cutmix",
+    "mixup_roll",
     "model_from_config",
     "model_kwargs",
     "num_steps",
     "peak_learning_rate",
     "predict_features",
     "prepare_images",
-    "schedule_hparams",
     "rand_augment",
     "random_erasing",
     "random_flip",
@@ -116,7 +113,9 @@ __all__ = [
     "read_pth",
     "read_safetensors",
     "resnet_recipe",
+    "save_classifier",
     "shard_batch",
     "validate_config",
+    "vit_recipe",
     "weight_decay_mask",
 ]

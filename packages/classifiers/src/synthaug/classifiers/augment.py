@@ -293,6 +293,33 @@ def mixup_cutmix(
     return out_images, out_targets
 
 
+def mixup_roll(
+    key: jax.Array, images: jax.Array, targets: jax.Array, *, alpha: float = 0.2
+) -> tuple[jax.Array, jax.Array]:
+    """big_vision's Mixup (``utils.get_mixup``): one ``a ~ Beta(alpha, alpha)`` per batch,
+    ``a = max(a, 1 - a)``, each example blended with its neighbour (``roll`` by one).
+
+    Args:
+      key: PRNG key.
+      images: ``[B, H, W, C]``.
+      targets: soft targets ``[B, K]``.
+      alpha: the Beta parameter (big_vision's ``mixup.p``; 0.2 for ViT-S/16 on ImageNet).
+
+    Returns:
+      ``(images, targets)`` mixed.
+    """
+    chex.assert_rank(images, 4)
+    chex.assert_rank(targets, 2)
+    chex.assert_equal_shape_prefix([images, targets], 1)
+    a = jax.random.beta(key, alpha, alpha)
+    a = jnp.maximum(a, 1.0 - a)
+
+    def mix(t):
+        return (a * t + (1.0 - a) * jnp.roll(t, 1, axis=0)).astype(t.dtype)
+
+    return mix(images), mix(targets)
+
+
 def random_erasing(
     key: jax.Array,
     images: jax.Array,

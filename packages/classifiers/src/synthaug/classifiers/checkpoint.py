@@ -1,95 +1,105 @@
-"""Checkpoints of a training state (and a small JSON record) with orbax.
+"""Saving and loading a trained classifier: its recipe and its training state.
 
-Saves are synchronous and atomic: orbax writes into a temporary directory and renames it
-when complete, so a run killed during a save leaves the previous checkpoint intact and the
-partial one is ignored on restore.
+A classifier directory holds ``classifier.json`` (the recipe config the model was trained
+with) and ``checkpoints/`` (the :class:`TrainState` through ``synthaug.io.checkpoint``,
+the same directory :func:`fit` writes and resumes from). The recipe is written atomically
+after the state is saved, so a directory with a ``classifier.json`` always holds a state.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Any
+import pathlib
 
 import jax
-import orbax.checkpoint as ocp
+import ml_collections
+
+from synthaug.classifiers.recipes import base_config, validate_config
+from synthaug.classifiers.state import TrainState, create_train_state, model_from_config
+from synthaug.io import write_text
+from synthaug.io.checkpoint import Checkpointer
+
+__all__ = ["CHECKPOINTS", "CONFIG_FILE", "load_classifier", "save_classifier"]
+
+CONFIG_FILE = "classifier.json"
+CHECKPOINTS = "checkpoints"
 
 
-class Checkpointer:
-    """A thin wrapper over ``orbax.checkpoint.CheckpointManager``.
+def save_classifier(
+    directory: str | os.PathLike, config: ml_collections.ConfigDict, state: TrainState
+) -> pathlib.Path:
+    """Save a trained classifier: ``directory/checkpoints`` and ``directory/classifier.json``.
+
+    The state is saved at its step unless that step is already there (as after
+    :func:`fit` with ``checkpoint_dir=directory/"checkpoints"``). Every process of a
+    multi-process run calls this (the save is collective).
 
     Args:
-      directory: where the step directories live (created if missing).
-      max_to_keep: how many most recent checkpoints to keep.
+      directory: the classifier directory (created if missing).
+      config: the recipe config the model was trained with.
+      state: the trained state.
+
+    Returns:
+      the directory.
     """
+    directory = pathlib.Path(directory)
+    step = int(jax.device_get(state.step))
+    with Checkpointer(directory / CHECKPOINTS, async_save=False) as ckpt:
+        if step not in ckpt.all_steps():
+            ckpt.save(step, state, metadata={"history": []}, force=True)
+    if jax.process_index() == 0:
+        write_text(directory / CONFIG_FILE, config.to_json(indent=2) + "\n")
+    return directory
 
-    def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 2):
-        if max_to_keep < 1:
-            raise ValueError(f"max_to_keep must be >= 1, got {max_to_keep}")
-        self.directory = os.path.abspath(os.fspath(directory))
-        self._mgr = ocp.CheckpointManager(
-            self.directory,
-            options=ocp.CheckpointManagerOptions(
-                max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True
-            ),
-            item_names=("state", "meta"),
-        )
 
-    def latest_step(self) -> int | None:
-        """The newest complete checkpoint's step, or None."""
-        self._mgr.reload()
-        return self._mgr.latest_step()
+def read_config(directory: str | os.PathLike) -> ml_collections.ConfigDict:
+    """The recipe config of a classifier directory (keys added since it was written take
+    their defaults).
 
-    def all_steps(self) -> list[int]:
-        """Steps of the complete checkpoints, ascending."""
-        self._mgr.reload()
-        return sorted(self._mgr.all_steps())
+    Raises:
+      FileNotFoundError: no ``classifier.json``.
+      ValueError: the file is not a recipe config.
+    """
+    path = pathlib.Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"classifier directory {str(directory)!r} has no {CONFIG_FILE}")
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    config = base_config()
+    unknown = sorted(set(saved) - set(config.keys())) if isinstance(saved, dict) else None
+    if unknown is None or unknown:
+        raise ValueError(f"{path} is not a classifier recipe (unknown keys {unknown})")
+    config.update(saved)
+    validate_config(config)
+    return config
 
-    def save(self, step: int, state: Any, meta: dict | None = None) -> None:
-        """Save ``state`` (a pytree) and ``meta`` (JSON-serialisable) at ``step``.
 
-        Args:
-          step: the training step (directory name).
-          state: pytree of arrays.
-          meta: small JSON record (e.g. the metric history).
-        """
-        self._mgr.save(
-            int(step),
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta or {})
-            ),
-            force=True,
-        )
-        self._mgr.wait_until_finished()
+def load_classifier(
+    directory: str | os.PathLike, *, step: int | None = None
+) -> tuple[ml_collections.ConfigDict, TrainState]:
+    """``(config, state)`` of a classifier saved by :func:`save_classifier` (or trained by
+    :func:`fit` into ``directory/checkpoints`` next to its ``classifier.json``).
 
-    def restore(self, template: Any, step: int | None = None) -> tuple[Any, dict]:
-        """Restore the state at ``step`` (default: the latest) into ``template``'s structure.
+    Args:
+      directory: the classifier directory.
+      step: a checkpoint step (default: the newest complete one).
 
-        Args:
-          template: a pytree with the target structure, shapes, dtypes and shardings
-            (arrays or ``jax.ShapeDtypeStruct``).
-          step: which step (default: latest).
+    Returns:
+      the recipe config and the restored state (on the default device).
 
-        Returns:
-          ``(state, meta)``.
-        """
-        if step is None:
-            step = self.latest_step()
-        if step is None:
-            raise FileNotFoundError(f"no complete checkpoint in {self.directory}")
-        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
-        out = self._mgr.restore(
-            int(step),
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
-            ),
-        )
-        return out.state, dict(out.meta or {})
-
-    def close(self) -> None:
-        self._mgr.close()
-
-    def __enter__(self) -> Checkpointer:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    Raises:
+      FileNotFoundError: no ``classifier.json``, or no complete checkpoint
+        (``synthaug.io.checkpoint.CheckpointError``, a ``FileNotFoundError``).
+    """
+    config = read_config(directory)
+    model = model_from_config(config)
+    # The target's shapes and dtypes without running (or compiling) an initialisation.
+    target = jax.eval_shape(
+        lambda: create_train_state(model, config, jax.random.key(0), steps_per_epoch=1)
+    )
+    with Checkpointer(pathlib.Path(directory) / CHECKPOINTS, async_save=False) as ckpt:
+        state = ckpt.restore(step, target=target)
+    return config, state

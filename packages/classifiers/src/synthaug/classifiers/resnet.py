@@ -267,7 +267,8 @@ class ResNet(nn.Module):
                 )(x, train)
                 in_ch = out_ch
                 idx += 1
-        x = jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+        x = jnp.mean(x, axis=(1, 2))
         if return_features:
-            return x
-        return nn.Dense(self.num_classes, dtype=jnp.float32, name="fc")(x)
+            return x.astype(jnp.float32)
+        # The head computes in ``dtype`` too; the logits are float32 for the loss.
+        return nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x).astype(jnp.float32)

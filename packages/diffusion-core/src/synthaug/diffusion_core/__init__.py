@@ -44,6 +44,12 @@ from synthaug.diffusion_core.schedules import (
     nichol_cosine_schedule,
     sigma_squared,
 )
+from synthaug.diffusion_core.sharding import (
+    DATA_AXES,
+    batch_sharding,
+    param_specs,
+    state_shardings,
+)
 from synthaug.diffusion_core.train import (
     NonFiniteLossError,
     TrainState,
@@ -66,6 +72,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree
 
 __all__ = [
     "ADMUNet",
+    "DATA_AXES",
     "LOG_SNR_MAX",
     "LOG_SNR_MIN",
     "PREDICTION_TYPES",
@@ -80,6 +87,7 @@ __all__ = [
     "alpha_sigma",
     "alpha_squared",
     "augment_lowres",
+    "batch_sharding",
     "check_prediction_type",
     "cosine_log_snr",
     "create_train_state",
@@ -108,12 +116,14 @@ __all__ = [
     "nichol_cosine_schedule",
     "param_count",
     "param_path",
+    "param_specs",
     "predict_x0_eps",
     "prediction_target",
     "q_sample",
     "resize_align_corners",
     "sigma_squared",
     "state_from_params",
+    "state_shardings",
     "train",
     "upsample_lowres",
 ]

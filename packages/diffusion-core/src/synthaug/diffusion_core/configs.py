@@ -237,8 +237,9 @@ def tiny_sr() -> ml_collections.ConfigDict:
 
 
 def _pretrained_config(model: dict, *, schedule: str, lowres_size: int = 0):
+    defaults = {"kind": "adm", "dtype": "float32", "param_dtype": "float32", "remat": False}
     cfg = _config(
-        {"kind": "adm", **model},
+        {**defaults, **model},
         _diffusion(schedule=schedule, lowres_size=lowres_size),
         _optimizer(name="adam", lr=1e-5, warmup=1000, decay=100_000),
         _train(batch_size=256, steps=100_000),
@@ -353,7 +354,7 @@ def tiny_adm_sr() -> ml_collections.ConfigDict:
 
 
 def tiny_if() -> ml_collections.ConfigDict:
-    """A tiny IF-I-style base (16x16, 64-wide text) for tests and fixtures."""
+    """A tiny IF-I-style base (16x16, the tiny T5 encoder's 64-wide text) for tests and fixtures."""
     model = {
         "image_size": 16,
         "out_channels": 6,
@@ -364,7 +365,7 @@ def tiny_if() -> ml_collections.ConfigDict:
         "num_head_channels": 32,
         "time_embed_dim": 64,
         "activation": "gelu",
-        "text_dim": 48,
+        "text_dim": 64,
         "text_channels": 32,
         "text_pool_heads": 4,
     }
@@ -389,7 +390,7 @@ def tiny_if_sr() -> ml_collections.ConfigDict:
         "efficient_activation": True,
         "resblock_output_scale": 1 / 0.7071,
         "mid_output_scale": 1 / 0.7071,
-        "text_dim": 48,
+        "text_dim": 64,
         "text_channels": 32,
         "text_pool_heads": 4,
         "self_attention": False,

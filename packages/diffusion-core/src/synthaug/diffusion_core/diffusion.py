@@ -260,5 +260,9 @@ def diffusion_loss(
         params, z, t, text_emb, text_mask, lowres=lowres, aug_level=aug_level, rng=k_dropout
     )
     target = prediction_target(x=x, eps=eps, log_snr=log_snr, prediction_type=prediction_type)
+    if out.shape[-1] == 2 * target.shape[-1]:
+        # A learned-range variance model (ADM, DeepFloyd IF): the prediction channels get this
+        # loss; the variance channels are not trained by it and keep their pretrained values.
+        out = out[..., : target.shape[-1]]
     per_example = jnp.mean(jnp.square(out.astype(jnp.float32) - target), axis=(1, 2, 3))
     return jnp.mean(per_example), {"per_example_loss": per_example, "t": t}

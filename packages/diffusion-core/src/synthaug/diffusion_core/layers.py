@@ -1,8 +1,9 @@
 """Building blocks shared by the U-Nets: embeddings, normalisation, res blocks, attention.
 
 All modules take ``dtype`` (the compute dtype, e.g. ``jnp.bfloat16``) and ``param_dtype``
-(the storage dtype of the parameters, float32 by default). Normalisations, softmaxes and
-the attention logits are computed in float32 whatever the compute dtype.
+(the storage dtype of the parameters, float32 by default). Every convolution and matmul
+(attention logits included) runs in the compute dtype; normalisations and softmaxes are
+computed in float32 whatever the compute dtype.
 """
 
 from __future__ import annotations
@@ -205,7 +206,8 @@ class ResBlock(nn.Module):
 def _masked_attention(q: Array, k: Array, v: Array, mask: Array | None) -> Array:
     """Multi-head attention; q ``[B,Q,H,D]``, k/v ``[B,K,H,D]``, mask ``[B,K]`` bool."""
     scale = 1.0 / math.sqrt(q.shape[-1])
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q.astype(jnp.float32), k.astype(jnp.float32)) * scale
+    # The matmul in the compute dtype (forward and backward), the softmax in float32.
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) * scale
     if mask is not None:
         logits = jnp.where(mask[:, None, None, :], logits, jnp.finfo(jnp.float32).min)
     weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import flax.struct
@@ -13,10 +13,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from synthaug.diffusion_core.configs import is_super_resolution
 from synthaug.diffusion_core.diffusion import diffusion_loss, upsample_lowres
 from synthaug.diffusion_core.schedules import get_log_snr_fn
+from synthaug.diffusion_core.sharding import batch_sharding, param_path, state_shardings
 from synthaug.io.checkpoint import Checkpointer
 
 Array = jnp.ndarray
@@ -65,19 +68,6 @@ class TrainState:
     params: Any
     ema_params: Any
     opt_state: Any
-
-
-def param_path(path) -> str:
-    """A '/'-joined name of a pytree key path (e.g. ``down_0_res_0/conv_0/kernel``)."""
-    parts = []
-    for k in path:
-        for attr in ("key", "name", "idx"):
-            if hasattr(k, attr):
-                parts.append(str(getattr(k, attr)))
-                break
-        else:
-            parts.append(str(k))
-    return "/".join(parts)
 
 
 def freeze_labels(params: Any, patterns: Iterable[str]) -> Any:
@@ -194,22 +184,28 @@ def create_train_state(rng: jax.Array, model, config, sample_batch: Batch) -> Tr
     return _init_program(model, config, sample_batch)(rng)
 
 
-def _init_program(model, config, sample_batch: Batch):
-    """``init(rng) -> TrainState``, a jitted function (``init.eval_shape(rng)`` traces it)."""
+def _init_program(model, config, sample_batch: Batch, out_shardings: Any = None):
+    """``init(rng) -> TrainState``, a jitted function (``init.eval_shape(rng)`` traces it).
+
+    With ``out_shardings`` (a ``TrainState`` of shardings) the state is born sharded.
+    """
     args, kw = _init_inputs(model, config, sample_batch)
     # The parameters do not depend on the batch size: initialise on one example, so that
-    # one compiled initialisation serves every batch size (and the persistent compilation
-    # cache, when enabled, hits across runs with different batch sizes).
+    # one compiled initialisation serves every batch size.
     args, kw = jax.tree.map(lambda a: a[:1], (args, kw))
     # One compiled program: the parameters, their EMA copy and the optimizer state (built
     # op by op outside jit, the optimizer state alone took seconds of small compilations).
     tx = make_optimizer(config)
-    jitted = jax.jit(lambda r, a, k: _initial_state(model.init(r, *a, **k)["params"], tx))
+
+    def fn(r, a, k):
+        return _initial_state(model.init(r, *a, **k)["params"], tx)
+
+    jitted = jax.jit(fn) if out_shardings is None else jax.jit(fn, out_shardings=out_shardings)
 
     def init(rng):
         return jitted(rng, args, kw)
 
-    init.eval_shape = lambda rng: jitted.eval_shape(rng, args, kw)
+    init.eval_shape = lambda rng: jax.eval_shape(fn, rng, args, kw)
     return init
 
 
@@ -228,27 +224,22 @@ def state_from_params(params: Any, config) -> TrainState:
     return jax.jit(_initial_state, static_argnums=1)(params, tx)
 
 
-def make_train_step(model, config, *, donate: bool = False) -> Callable:
-    """One jitted training step ``(state, batch, rng) -> (state, metrics)``.
+def _lookup_text(batch: Batch, text_table: Mapping[str, Array] | None) -> dict:
+    """``batch`` with ``text_emb``/``text_mask`` gathered from the table by ``labels``."""
+    batch = dict(batch)
+    if text_table is not None and "labels" in batch:
+        labels = batch.pop("labels")
+        batch["text_emb"] = jnp.take(text_table["text_emb"], labels, axis=0)
+        batch["text_mask"] = jnp.take(text_table["text_mask"], labels, axis=0)
+    return batch
 
-    The loss is :func:`diffusion_loss` with the settings of ``config.diffusion``; the
-    update is the optimizer of :func:`make_optimizer`, then the EMA (``config.train.ema_decay``).
-    If the loss or the gradient norm is not finite, the returned state is the input state
-    unchanged (parameters, EMA, optimizer state and step) and ``metrics["finite"]`` is False:
-    the caller (e.g. :func:`train`) raises :class:`NonFiniteLossError`.
 
-    The function is a plain ``jax.jit``: given a batch sharded over a mesh (e.g. along a
-    ``data`` axis with ``NamedSharding``) and a replicated state it runs unchanged, SPMD.
+def _step_body(model, config) -> Callable:
+    """``body(state, batch, rng, text_table, guard) -> (state, metrics, guard)``.
 
-    Args:
-      model: the Flax module.
-      config: the full config.
-      donate: donate the input state's buffers (saves memory; the input state is unusable
-        after the call).
-
-    Returns:
-      The jitted step function. ``metrics`` has ``loss``, ``grad_norm``,
-      ``learning_rate`` and ``finite``.
+    ``guard`` is None or a dict (``step``: -1 while every step was finite, else the first
+    non-finite step; its ``loss`` and ``grad_norm``): once a step was not finite, every
+    later step leaves the state unchanged, so the state stays at the last good step.
     """
     d = config.diffusion
     tx = make_optimizer(config)
@@ -287,7 +278,8 @@ def make_train_step(model, config, *, donate: bool = False) -> Callable:
             resize_method=d.resize_method,
         )
 
-    def step_fn(state: TrainState, batch: Batch, rng: jax.Array):
+    def body(state: TrainState, batch: Batch, rng: jax.Array, text_table, guard):
+        batch = _lookup_text(batch, text_table)
         (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
         grad_norm = jnp.sqrt(
             sum(jnp.sum(jnp.square(g.astype(jnp.float32))) for g in jax.tree.leaves(grads))
@@ -298,23 +290,80 @@ def make_train_step(model, config, *, donate: bool = False) -> Callable:
         ema = ema_update(state.ema_params, params, decay=decay, frozen=frozen)
         new = TrainState(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
+        ok = finite if guard is None else finite & (guard["step"] < 0)
+        new = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, state)
         metrics = {
             "loss": loss,
             "grad_norm": grad_norm,
             "learning_rate": lr_fn(state.step),
             "finite": finite,
         }
+        if guard is not None:
+            first = (guard["step"] < 0) & ~finite
+            guard = {
+                "step": jnp.where(first, state.step, guard["step"]),
+                "loss": jnp.where(first, loss, guard["loss"]),
+                "grad_norm": jnp.where(first, grad_norm, guard["grad_norm"]),
+            }
+        return new, metrics, guard
+
+    return body
+
+
+def make_train_step(
+    model,
+    config,
+    *,
+    donate: bool = False,
+    mesh: Mesh | None = None,
+    shardings: TrainState | None = None,
+) -> Callable:
+    """One jitted training step ``(state, batch, rng, text_table=None) -> (state, metrics)``.
+
+    The loss is :func:`diffusion_loss` with the settings of ``config.diffusion``; the
+    update is the optimizer of :func:`make_optimizer`, then the EMA (``config.train.ema_decay``).
+    If the loss or the gradient norm is not finite, the returned state is the input state
+    unchanged (parameters, EMA, optimizer state and step) and ``metrics["finite"]`` is False.
+
+    The batch holds ``text_emb``/``text_mask``, or ``labels`` ``[B]`` and then
+    ``text_table`` (``{"text_emb": [C, L, D], "text_mask": [C, L]}``, e.g. every class
+    prompt's encoding) gives each example's text, looked up on the device.
+
+    Args:
+      model: the Flax module.
+      config: the full config.
+      donate: donate the input state's buffers (saves memory; the input state is unusable
+        after the call).
+      mesh: compile for this mesh: the batch split over its data axes (``data``, ``fsdp``),
+        the state placed by ``shardings`` (default replicated), the key and the text table
+        replicated; the compiler then reduces the gradients over the data axes. Without a
+        mesh, a plain ``jax.jit`` that follows its inputs' placement.
+      shardings: a ``TrainState`` of ``NamedSharding`` (see
+        :func:`~synthaug.diffusion_core.sharding.state_shardings`).
+
+    Returns:
+      The jitted step function. ``metrics`` has ``loss``, ``grad_norm``,
+      ``learning_rate`` and ``finite``.
+    """
+    body = _step_body(model, config)
+
+    def step_fn(state, batch, rng, text_table=None):
+        new, metrics, _ = body(state, batch, rng, text_table, None)
         return new, metrics
 
-    return jax.jit(step_fn, donate_argnums=(0,) if donate else ())
+    return _jit_step(step_fn, donate, mesh, shardings, guarded=False)
 
 
-def _commit(tree: Any) -> Any:
-    """Commit every array of a pytree to its current sharding (no data movement)."""
-    return jax.tree.map(
-        lambda a: jax.device_put(a, a.sharding) if isinstance(a, jax.Array) else a, tree
-    )
+def _jit_step(fn, donate: bool, mesh, shardings, *, guarded: bool):
+    donate_argnums = (0,) if donate else ()
+    if mesh is None:
+        return jax.jit(fn, donate_argnums=donate_argnums)
+    repl = NamedSharding(mesh, P())
+    if shardings is None:
+        shardings = repl
+    ins = (shardings, batch_sharding(mesh), repl, repl) + ((repl,) if guarded else ())
+    outs = (shardings, repl) + ((repl,) if guarded else ())
+    return jax.jit(fn, in_shardings=ins, out_shardings=outs, donate_argnums=donate_argnums)
 
 
 def _batches(data) -> tuple[Callable[[int], Batch], Batch]:
@@ -336,6 +385,39 @@ def _batches(data) -> tuple[Callable[[int], Batch], Batch]:
     return batch_at, first
 
 
+def _global_batch(batch: Batch, sharding: NamedSharding) -> dict:
+    """Each process's local batch -> one global array per entry, split over the data axes."""
+    out = {}
+    for name, x in batch.items():
+        if isinstance(x, jax.Array) and x.sharding == sharding:
+            out[name] = x
+            continue
+        try:
+            out[name] = jax.make_array_from_process_local_data(sharding, np.asarray(x))
+        except ValueError as e:
+            raise ValueError(
+                f"batch[{name!r}] of shape {np.shape(x)}: cannot split it over the mesh's data "
+                f"axes {sharding.spec} ({e})"
+            ) from None
+    return out
+
+
+def _example(batch: Batch, text_table) -> dict:
+    """One host example with the shapes the network is called with (for initialisation)."""
+    ex = {k: np.asarray(v)[:1] for k, v in batch.items()}
+    if "labels" in ex and text_table is not None:
+        lab = ex.pop("labels")
+        ex["text_emb"] = np.asarray(text_table["text_emb"])[lab]
+        ex["text_mask"] = np.asarray(text_table["text_mask"])[lab]
+    return ex
+
+
+def _abstract(tree: Any, shardings: Any) -> Any:
+    return jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(np.shape(a), a.dtype, sharding=s), tree, shardings
+    )
+
+
 def train(
     model,
     config,
@@ -349,32 +431,56 @@ def train(
     init_state: TrainState | None = None,
     callback: Callable[[int, dict[str, float], TrainState], None] | None = None,
     log_every: int | None = None,
+    mesh: Mesh | None = None,
+    rules: Sequence[tuple[str, Any]] | None = None,
+    text_table: Mapping[str, Any] | None = None,
 ) -> tuple[TrainState, list[dict[str, float]]]:
-    """Train (or resume training) a diffusion model.
+    """Train (or resume training) a diffusion model, on one device or a mesh of many.
 
     The step ``i`` uses the batch ``data(i)`` (or the i-th item of an iterable) and the key
     ``fold_in(train_key, i)``, so a run resumed from a checkpoint continues bit-for-bit as if
     it had never stopped (for a callable ``data``, or an iterable that yields the same items).
 
+    The loop follows flax's ``examples/imagenet``: steps are dispatched without waiting for
+    the device; the metrics (and the finiteness guard) are fetched to the host only on log
+    steps, save steps and the last step.
+
+    Multi-process (every process calls ``train`` alike, e.g. under ``synthaug-launch``):
+    ``data(i)`` returns this process's part of the global batch (``B / process_count``
+    examples for a ``data`` axis spanning all processes); the parts make one global batch
+    (``jax.make_array_from_process_local_data``) split over the mesh's data axes. The
+    checkpoint is written by all processes together and restored shard by shard.
+
     Args:
       model: the Flax module.
       config: the full config (``train`` section gives defaults for the arguments below).
-      data: ``data(step) -> batch`` or an iterable of batches.
+      data: ``data(step) -> batch`` or an iterable of batches (NumPy arrays; this
+        process's examples). A batch holds ``image`` (and ``lowres`` for SR) and either
+        ``text_emb``/``text_mask`` or ``labels`` with ``text_table``.
       num_steps: train until this step (default ``config.train.num_steps``).
       checkpoint_dir: save every ``save_every`` steps (and at the end) keeping ``keep``;
-        if it holds checkpoints, resume from the latest one.
+        if it holds checkpoints, resume from the newest complete one.
       save_every, keep, seed, log_every: override ``config.train``.
       init_state: start from this state instead of a fresh initialisation (fine-tuning; see
         :func:`synthaug.diffusion_core.finetune.init_from_pretrained`); ignored when
         resuming from a checkpoint.
       callback: ``callback(step, metrics, state)`` every ``log_every`` steps and at the end.
+      mesh: the device mesh (default: this process's first device). Axes ``data`` and/or
+        ``fsdp`` split the batch; other axes (e.g. ``model``) are used only by ``rules``.
+      rules: ``(regex, PartitionSpec)`` pairs placing the parameters, their EMA and the
+        optimizer moments (see :mod:`synthaug.diffusion_core.sharding`); default: all
+        replicated (data parallelism).
+      text_table: ``{"text_emb": [C, L, D], "text_mask": [C, L]}``: batches carry
+        ``labels`` ``[B]`` and each example's text is looked up on the device.
 
     Returns:
       ``(state, history)``: the final state and the logged metrics (dicts with ``step``).
 
     Raises:
-      NonFiniteLossError: a NaN/Inf loss; parameters, EMA and checkpoints are left at the
-        last good step.
+      NonFiniteLossError: a NaN/Inf loss or gradient; the parameters and EMA stay at the
+        last good step, and no checkpoint after it is written.
+      synthaug.io.checkpoint.CheckpointError: the checkpoint directory holds steps but none
+        is complete.
     """
     tc = config.train
     num_steps = int(tc.num_steps if num_steps is None else num_steps)
@@ -383,38 +489,72 @@ def train(
     seed = int(tc.seed if seed is None else seed)
     log_every = max(int(tc.log_every if log_every is None else log_every), 1)
     init_key, train_key = jax.random.split(jax.random.key(seed))
+    if mesh is None:
+        mesh = Mesh(np.array(jax.local_devices()[:1]), ("data",))
+    repl = NamedSharding(mesh, P())
+    data_sharding = batch_sharding(mesh)
 
     batch_at, first = _batches(data)
-    step_fn = make_train_step(model, config, donate=True)
+    if text_table is not None:
+        text_table = jax.device_put(
+            {k: np.asarray(text_table[k]) for k in ("text_emb", "text_mask")}, repl
+        )
+    example = _example(first, text_table)
     if init_state is None:
-        state = _init_program(model, config, first)(init_key)
+        abstract = _init_program(model, config, example).eval_shape(init_key)
     else:
-        state = init_state
+        abstract = init_state
+    shardings = state_shardings(abstract, mesh, rules)
     ckpt = None
     if checkpoint_dir is not None:
         ckpt = Checkpointer(checkpoint_dir, save_every=save_every, keep=keep)
-        if ckpt.all_steps():
-            # The newest complete step (a damaged newer one is passed over with a warning;
-            # CheckpointError, one line, if none is complete).
-            state = ckpt.restore(target=state)
-            log.info("resumed from %s at step %d", checkpoint_dir, ckpt.restored_step)
-    # A restored state is committed to its devices, a fresh one is not; committing the state
-    # in place (no copy) makes both lower to the same program, so resuming does not recompile
-    # the step (and a persistent compilation cache serves both).
-    state = _commit(state)
-    history: list[dict[str, float]] = []
-    start = int(state.step)
     try:
+        if ckpt is not None and ckpt.all_steps():
+            # The newest complete step, restored shard by shard (a damaged newer step is
+            # passed over with a warning; CheckpointError if none is complete).
+            state = ckpt.restore(target=_abstract(abstract, shardings))
+            log.info("resumed from %s at step %d", checkpoint_dir, ckpt.restored_step)
+        elif init_state is None:
+            state = _init_program(model, config, example, shardings)(init_key)
+        else:
+            if jax.process_count() > 1:
+                init_state = jax.device_get(init_state)  # the same values on every process
+            state = jax.device_put(init_state, shardings)
+        body = _step_body(model, config)
+
+        def loop_step(state, batch, key, text_table, guard):
+            # The key of step i is fold_in(train_key, i), made on the device.
+            key = jax.random.wrap_key_data(key)
+            return body(state, batch, jax.random.fold_in(key, state.step), text_table, guard)
+
+        step_fn = _jit_step(loop_step, True, mesh, shardings, guarded=True)
+        key = jax.device_put(jax.random.key_data(train_key), repl)
+        guard = jax.device_put(
+            {
+                "step": np.asarray(-1, np.int32),
+                "loss": np.asarray(0.0, np.float32),
+                "grad_norm": np.asarray(0.0, np.float32),
+            },
+            repl,
+        )
+        history: list[dict[str, float]] = []
+        start = int(jax.device_get(state.step))
         for step in range(start, num_steps):
-            batch = batch_at(step)
-            state, metrics = step_fn(state, batch, jax.random.fold_in(train_key, step))
-            if not bool(metrics["finite"]):
-                raise NonFiniteLossError(step, float(metrics["loss"]), float(metrics["grad_norm"]))
+            batch = _global_batch(batch_at(step), data_sharding)
+            state, metrics, guard = step_fn(state, batch, key, text_table, guard)
             done = step + 1
-            if ckpt is not None and (done % save_every == 0 or done == num_steps):
-                ckpt.save(done, state)
-            if done % log_every == 0 or done == num_steps:
-                m = {k: float(np.asarray(v)) for k, v in metrics.items() if k != "finite"}
+            save = ckpt is not None and (done % save_every == 0 or done == num_steps)
+            logs = done % log_every == 0 or done == num_steps
+            if not (save or logs):
+                continue  # no device-to-host transfer: the next step is dispatched at once
+            fetched = jax.device_get({"metrics": metrics, "guard": guard})
+            g = fetched["guard"]
+            if int(g["step"]) >= 0:
+                raise NonFiniteLossError(int(g["step"]), float(g["loss"]), float(g["grad_norm"]))
+            if save:
+                ckpt.save(done, state, force=True)
+            if logs:
+                m = {k: float(v) for k, v in fetched["metrics"].items() if k != "finite"}
                 m["step"] = done
                 history.append(m)
                 if callback is not None:

@@ -60,6 +60,11 @@ def _name_indices() -> tuple[dict[str, list[int]], ...]:
     return tuple(tables)
 
 
+@functools.lru_cache(maxsize=1)
+def _prompt_index() -> dict[str, int]:
+    return {PROMPT_OVERRIDES[w].lower(): _wnid_index()[w] for w in PROMPT_OVERRIDES}
+
+
 def wnids() -> tuple[str, ...]:
     """All 1000 WordNet ids, index = label."""
     return _table()[0]
@@ -72,8 +77,37 @@ def class_names() -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=1)
 def short_names() -> tuple[str, ...]:
-    """All 1000 short names (the first lemma, used in prompts), index = label."""
+    """All 1000 short names (the first lemma), index = label. Two pairs collide; prompts use
+    :func:`prompt_names`."""
     return tuple(n.split(",")[0].strip() for n in _table()[1])
+
+
+#: Prompt names that replace a short name shared by two classes, keyed by WordNet id. Only
+#: these classes' first lemmas collide: "crane" (a bird and a machine), "maillot" (tights
+#: and a swimsuit), and "Cardigan" / "cardigan" (a dog and a sweater, apart only by case).
+#: The parentheses follow the WordNet glosses.
+PROMPT_OVERRIDES: dict[str, str] = {
+    "n02012849": "crane (bird)",
+    "n03126707": "crane (machine)",
+    "n03710637": "maillot (tights)",
+    "n03710721": "maillot (swimsuit)",
+    "n02113186": "Cardigan Welsh corgi",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def prompt_names() -> tuple[str, ...]:
+    """All 1000 prompt names, index = label: the short name, except for the classes whose
+    short names collide (:data:`PROMPT_OVERRIDES`). Distinct, also ignoring case."""
+    return tuple(
+        PROMPT_OVERRIDES.get(wnid, short)
+        for wnid, short in zip(wnids(), short_names(), strict=True)
+    )
+
+
+def prompt_name(label: int) -> str:
+    """The prompt name of ``label`` (e.g. ``"tench"``, ``"crane (bird)"``)."""
+    return prompt_names()[_check_label(label)]
 
 
 def _check_label(label: int) -> int:
@@ -119,7 +153,7 @@ def class_name(label: int) -> str:
 
 
 def short_name(label: int) -> str:
-    """The short name of ``label`` (its first lemma, e.g. ``"tench"``) for text prompts."""
+    """The short name of ``label`` (its first lemma, e.g. ``"tench"``)."""
     return class_name(label).split(",")[0].strip()
 
 
@@ -128,7 +162,8 @@ def label_from_name(name: str) -> int:
 
     Args:
       name: a full name (``"tench, Tinca tinca"``), a short name (``"tench"``), any single
-        lemma (``"Tinca tinca"``) or a WordNet id. Full names take precedence over short
+        lemma (``"Tinca tinca"``), a disambiguated prompt name (``"crane (bird)"``, see
+        :func:`prompt_names`) or a WordNet id. Full names take precedence over short
         names, and short names over other lemmas (``"partridge"`` is class 86, whose short
         name it is, not class 82 that lists it second), and an exact-case match over a
         case-insensitive one (``"Cardigan"`` is the dog, ``"cardigan"`` the sweater).
@@ -145,6 +180,8 @@ def label_from_name(name: str) -> int:
     if name in _wnid_index():
         return _wnid_index()[name]
     key = " ".join(name.split())
+    if key.lower() in _prompt_index():
+        return _prompt_index()[key.lower()]
     labels = None
     for k, index in enumerate(_name_indices()):
         labels = index.get(key if k < 3 else key.lower())

@@ -123,11 +123,11 @@ class SyntheticShardWriter:
         settings, seed, anything else. ``metadata["num_classes"]``, if given, bounds the
         labels.
       image_format: ``"png"`` (lossless) or ``"jpeg"``.
-      jpeg_quality: the JPEG quality.
+      jpeg_quality: the JPEG quality (1-100, Pillow's scale; used with ``"jpeg"``).
 
     Raises:
-      ValueError: when reopening a directory written with another ``shard_size`` or image
-        format.
+      ValueError: when reopening a directory written with another ``shard_size``, image
+        format or JPEG quality.
 
     Example::
 
@@ -155,6 +155,8 @@ class SyntheticShardWriter:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.shard_size = int(shard_size)
         self.image_format = image_format
+        if int(jpeg_quality) != jpeg_quality or not 1 <= jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality: expected an int in [1, 100], got {jpeg_quality!r}")
         self.jpeg_quality = int(jpeg_quality)
         self.metadata = dict(metadata or {})
         try:
@@ -193,10 +195,12 @@ class SyntheticShardWriter:
             "image_format": self.image_format,
             "metadata": self.metadata,
         }
+        if self.image_format == "jpeg":
+            state["jpeg_quality"] = self.jpeg_quality
         if state_path.is_file():
             old = json.loads(state_path.read_text())
-            for key in ("shard_size", "image_format"):
-                if old.get(key) != state[key]:
+            for key in ("shard_size", "image_format", "jpeg_quality"):
+                if key in old and old.get(key) != state.get(key):
                     raise ValueError(
                         f"{key}: {self.out_dir} was written with {key}={old.get(key)!r}, "
                         f"cannot resume it with {state[key]!r}"
@@ -487,3 +491,73 @@ def iter_synthetic(out_dir: str | os.PathLike) -> Iterator[tuple[np.ndarray, int
                 ex = records.decode_example(rec)
                 image = Image.open(io.BytesIO(ex["image/encoded"][0])).convert("RGB")
                 yield np.asarray(image, np.uint8), int(ex["image/class/label"][0])
+
+
+def verify_shards(out_dir: str | os.PathLike) -> int:
+    """Check the complete shards of a (possibly unfinished) synthetic directory.
+
+    Each shard ``synthetic-NNNNN.tfrecord`` must hold as many records as its sidecar
+    (``.json``) counts, with the labels the sidecar counts and the consecutive example indices
+    that continue the shards before it; when the directory has a ``manifest.json``, its shard
+    list must be a prefix of the shards found (a reopened, extended set adds shards).
+    Temporary files of a killed run are not shards and are not checked.
+
+    Args:
+      out_dir: a directory written by :class:`SyntheticShardWriter`.
+
+    Returns:
+      The number of examples in the complete shards.
+
+    Raises:
+      ValueError: the first shard that disagrees, naming it and what differs.
+    """
+    out_dir = pathlib.Path(out_dir)
+    expected = 0
+    found: list[dict[str, Any]] = []
+    for index in range(10**9):
+        path = out_dir / _shard_name(index)
+        if not path.is_file():
+            break
+        side = path.with_name(path.name + ".json")
+        info = json.loads(side.read_text()) if side.is_file() else None
+        labels: dict[str, int] = {}
+        n = 0
+        try:
+            for rec in records.iter_records(path):
+                ex = records.decode_example(rec)
+                got = int(ex["image/index"][0])
+                if got != expected + n:
+                    raise ValueError(
+                        f"shard {path}: record {n} has example index {got}, expected {expected + n}"
+                    )
+                label = str(int(ex["image/class/label"][0]))
+                labels[label] = labels.get(label, 0) + 1
+                n += 1
+        except (KeyError, IndexError) as e:
+            raise ValueError(f"shard {path}: record {n} lacks {e}") from None
+        if info is not None:
+            if int(info.get("count", -1)) != n:
+                raise ValueError(
+                    f"shard {path}: holds {n} records, its sidecar {side.name} counts "
+                    f"{info.get('count')}"
+                )
+            if "first_index" in info and int(info["first_index"]) != expected:
+                raise ValueError(
+                    f"shard {path}: its sidecar starts at example {info['first_index']}, "
+                    f"the shards before it end at {expected}"
+                )
+            if {k: int(v) for k, v in info.get("label_counts", labels).items()} != labels:
+                raise ValueError(f"shard {path}: its labels differ from its sidecar's counts")
+        found.append({"file": path.name, "count": n})
+        expected += n
+    manifest = out_dir / MANIFEST
+    if manifest.is_file():
+        listed = json.loads(manifest.read_text()).get("shards", [])
+        for i, entry in enumerate(listed):
+            if i >= len(found) or found[i] != {"file": entry["file"], "count": entry["count"]}:
+                have = found[i] if i < len(found) else "nothing"
+                raise ValueError(
+                    f"out_dir: {manifest} lists shard {entry['file']} with {entry['count']} "
+                    f"examples, the directory holds {have}"
+                )
+    return expected

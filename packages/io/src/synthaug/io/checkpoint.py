@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pathlib
 from typing import Any
 
 import jax
@@ -47,6 +48,15 @@ class CheckpointError(FileNotFoundError):
 def abstract_tree(tree: Any) -> Any:
     """``tree``'s leaves as ``jax.ShapeDtypeStruct`` (shape, dtype and sharding kept)."""
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def _local_copy(tree: Any) -> Any:
+    """Replicated global arrays as this process's own numpy copies."""
+    import numpy as np
+
+    return jax.tree.map(
+        lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x, tree
+    )
 
 
 def _one_line(e: BaseException) -> str:
@@ -256,9 +266,17 @@ class Checkpointer:
             problem = self.check(s)
             if problem is None:
                 try:
+                    step_abstract = abstract
+                    if abstract is None and jax.process_count() > 1:
+                        step_abstract = self._replicated_abstract(s)
                     out = self._mgr.restore(
-                        s, args=ocp.args.Composite(**{_STATE: ocp.args.StandardRestore(abstract)})
+                        s,
+                        args=ocp.args.Composite(
+                            **{_STATE: ocp.args.StandardRestore(step_abstract)}
+                        ),
                     )
+                    if abstract is None and step_abstract is not None:
+                        out = {_STATE: _local_copy(out[_STATE])}
                 except Exception as e:  # noqa: BLE001 -- any failure to read is a damaged step
                     problem = f"reading it failed ({_one_line(e)})"
                 else:
@@ -278,6 +296,25 @@ class Checkpointer:
         if step is not None:
             raise CheckpointError(f"checkpoint {self.directory} {problems[0]}")
         raise CheckpointError(f"no complete checkpoint in {self.directory}: {'; '.join(problems)}")
+
+    def _replicated_abstract(self, step: int) -> Any:
+        """The saved tree's shapes, replicated on every device of every process.
+
+        A multi-process job cannot restore "as saved" (the saving topology differs); every
+        process reads the whole tree instead.
+        """
+        import numpy as np
+        from jax.sharding import Mesh, NamedSharding
+        from jax.sharding import PartitionSpec as P
+
+        meta = ocp.StandardCheckpointHandler().metadata(
+            pathlib.Path(self.directory) / str(step) / _STATE
+        )
+        tree = getattr(meta, "tree", meta)
+        replicated = NamedSharding(Mesh(np.asarray(jax.devices()), ("all",)), P())
+        return jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=replicated), tree
+        )
 
     def metadata(self, step: int | None = None) -> dict:
         """The JSON record saved with ``step`` (default: :attr:`restored_step`, else the

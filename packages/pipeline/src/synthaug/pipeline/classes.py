@@ -14,15 +14,16 @@ DATASETS = ("imagenet", "digits")
 def class_names(dataset: str) -> tuple[str, ...]:
     """The prompt name of every class of ``dataset`` (index = label).
 
-    ImageNet classes are prompted with their short name (first WordNet lemma, e.g. "tench");
-    the digits with "zero" ... "nine".
+    ImageNet classes are prompted with their prompt name (``imagenet_data.prompt_names``: the
+    first WordNet lemma, e.g. "tench", disambiguated where two classes share it, e.g.
+    "crane (bird)" and "crane (machine)"); the digits with "zero" ... "nine".
     """
     from synthaug import imagenet_data as data
 
     if dataset == "digits":
         return tuple(data.DIGITS_CLASS_NAMES)
     if dataset == "imagenet":
-        return tuple(data.short_names())
+        return tuple(data.prompt_names())
     raise ConfigError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
 
 

@@ -5,14 +5,14 @@ In-memory data (the digits; small synthetic sets) trains through
 or ``data.stream = True``) streams through tf.data pipelines of ``synthaug.imagenet_data``
 into ``synthaug.classifiers.fit_stream``: real images, synthetic shards, or both drawn at
 the configured proportion (``data.synthetic_images`` synthetic per pass next to the real
-set), with Inception crop-and-flip for training and resize + center crop for the per-epoch
-evaluation. The classifier's recipe config is kept next to its checkpoints
-(``classifier.json``), so that ``evaluate`` and the demo can reload it.
+set), with Inception crop-and-flip for training (synthetic images first resized to
+256x256, as in the paper) and resize + center crop for the per-epoch evaluation. The
+trained classifier is saved by ``synthaug.classifiers.save_classifier`` (its recipe in
+``classifier.json`` next to its checkpoints), so that ``evaluate`` and the demo can reload it.
 """
 
 from __future__ import annotations
 
-import pathlib
 import time
 from typing import Any
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from synthaug.pipeline.data import check_source, dataset_of, digits_subset
 from synthaug.pipeline.errors import ConfigError
-from synthaug.pipeline.io import read_json, require_dir, write_text
+from synthaug.pipeline.io import require_dir
 from synthaug.pipeline.writer import MetricWriter
 
 __all__ = [
@@ -48,6 +48,11 @@ def recipe_config(cfg) -> ml_collections.ConfigDict:
         raise ConfigError(
             f"unknown recipe.model {r.model!r}; expected one of {', '.join(cl.MODEL_NAMES)}"
         )
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        if int(r[key]) < 1:
+            raise ConfigError(f"recipe.{key} must be >= 1, got {r[key]}")
+    if int(r.total_steps) < 0:
+        raise ConfigError(f"recipe.total_steps must be >= 0 (0 = epochs), got {r.total_steps}")
     try:
         cl.validate_config(r)
     except ValueError as e:
@@ -204,6 +209,12 @@ def stream_datasets(cfg, recipe):
             f"train.batch_size {bs} exceeds the {total} training images of data.mode {mode!r}"
         )
 
+    square = int(round(size * 256 / 224))
+
+    def _square_resize(image, label, *rest):
+        image = tf.image.resize(image, (square, square), method="bilinear", antialias=True)
+        return (tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label, *rest)
+
     def train_prep(i, example):
         image, label = example[0], example[1]
         crop_seed = tf.stack([tf.cast(i, tf.int32), tf.constant(seed, tf.int32)])
@@ -225,7 +236,10 @@ def stream_datasets(cfg, recipe):
             )
         if n_syn:
             syn, _ = _synthetic_dataset(cfg, shuffle=True, seed=ep_seed)
-            parts.append(syn.shard(pc, pi) if pc > 1 else syn)
+            syn = syn.shard(pc, pi) if pc > 1 else syn
+            # As the paper: synthetic images resized to 256x256 (scaled with the model's
+            # input side), then the same random crop and flip as the real ones.
+            parts.append(syn.map(_square_resize, num_parallel_calls=tf.data.AUTOTUNE))
         if len(parts) == 2:
             # Each example is real or synthetic in the proportion of the two set sizes.
             ds, _ = data.mix(parts[0], parts[1], ratio=n_syn / total, seed=ep_seed)
@@ -263,7 +277,7 @@ def stream_datasets(cfg, recipe):
     return epoch_batches, eval_batches, steps, {"real": n_real, "synthetic": n_syn}
 
 
-def _resumable_batches(recipe, epoch_dataset, steps_per_epoch: int, workdir: pathlib.Path):
+def _resumable_batches(recipe, epoch_dataset, steps_per_epoch: int, workdir):
     """``batch_at(step)`` over the epochs' pipelines, its iterator state saved with every
     model checkpoint so that a resumed run restores its input position (no replay)."""
     from synthaug.pipeline.resume import INPUT_STATE_DIR, CheckpointedStream
@@ -286,6 +300,7 @@ def train_classifier(
     progress: bool = True,
     arrays: tuple[np.ndarray, np.ndarray] | None = None,
     eval_arrays: tuple[np.ndarray, np.ndarray] | None = None,
+    mesh=None,
 ) -> dict[str, Any]:
     """Train the classifier a ``train-classifier`` config describes and evaluate it.
 
@@ -297,6 +312,9 @@ def train_classifier(
       progress: show a progress bar over epochs.
       arrays: the training ``(images, labels)`` (default: from the config's data).
       eval_arrays: the evaluation set (default: the real ``data.eval_split``).
+      mesh: the device mesh (``synthaug.pipeline.runtime.stage_runtime``): data-parallel
+        training over every process's devices; each example of the eval set is counted
+        once across the processes.
 
     Returns:
       The summary: train/eval sizes, top-1/top-5 on the eval set, wall time.
@@ -317,15 +335,17 @@ def train_classifier(
     else:
         images, labels = arrays if arrays is not None else _train_arrays(cfg)
         ev = eval_arrays if eval_arrays is not None else _eval_arrays(cfg)
-    workdir = pathlib.Path(cfg.workdir)
-    writer = MetricWriter(workdir)
-    write_text(workdir / RECIPE_FILE, recipe.to_json(indent=2))
+    from synthaug.pipeline import rundir
+
+    workdir = rundir.claim(cfg.workdir, cfg, "train-classifier")
+    primary = jax.process_index() == 0
+    writer = MetricWriter(workdir) if primary else _NoWriter()
     epochs = int(recipe.epochs)
     bar = tqdm(
         total=epochs,
         desc=f"train-classifier {cfg.data.mode}",
         unit="epoch",
-        disable=not progress,
+        disable=not (progress and primary),
         dynamic_ncols=True,
     )
 
@@ -353,6 +373,7 @@ def train_classifier(
                 checkpoint_dir=workdir / "checkpoints",
                 log_fn=log_fn,
                 batch_at=batch_at,
+                mesh=mesh,
             )
         else:
             state, history = cl.fit(
@@ -362,9 +383,11 @@ def train_classifier(
                 rng=jax.random.key(int(recipe.seed)),
                 checkpoint_dir=workdir / "checkpoints",
                 log_fn=log_fn,
+                mesh=mesh,
             )
     finally:
         bar.close()
+    cl.save_classifier(workdir, recipe, state)  # classifier.json, once the state is saved
     summary: dict[str, Any] = {
         "stage": "train-classifier",
         "mode": cfg.data.mode,
@@ -385,7 +408,12 @@ def train_classifier(
                 eval_examples=int(last["eval_count"]),
             )
     if ev is not None:
-        res = cl.evaluate(recipe, state, ev[0], ev[1])
+        # Each process evaluates its own contiguous part; the counts add up across them.
+        pi, pc = jax.process_index(), jax.process_count()
+        part = np.array_split(np.arange(len(ev[1])), pc)[pi] if mesh is not None else None
+        if part is not None:
+            ev = (ev[0][part], ev[1][part])
+        res = cl.evaluate(recipe, state, ev[0], ev[1], mesh=mesh)
         summary.update(
             top1=float(res["top1"]), top5=float(res["top5"]), eval_examples=int(res["count"])
         )
@@ -396,22 +424,22 @@ def train_classifier(
     return summary
 
 
-def load_classifier(workdir):
-    """``(recipe, state)`` of a classifier trained by :func:`train_classifier`."""
-    import jax
+class _NoWriter:
+    """The metric writer of processes other than 0 (process 0 writes the files)."""
 
+    def scalars(self, *args, **kwargs) -> None:
+        pass
+
+    summary = flush = close = scalars
+
+
+def load_classifier(workdir):
+    """``(recipe, state)`` of a classifier trained by :func:`train_classifier`
+    (``synthaug.classifiers.load_classifier``)."""
     from synthaug import classifiers as cl
 
     workdir = require_dir(workdir, "classifier directory")
-    recipe_path = workdir / RECIPE_FILE
-    if not recipe_path.is_file():
-        raise FileNotFoundError(f"classifier directory {str(workdir)!r} has no {RECIPE_FILE}")
-    recipe = ml_collections.ConfigDict(read_json(recipe_path, "classifier recipe"))
-    model = cl.model_from_config(recipe)
-    template = cl.create_train_state(model, recipe, jax.random.key(0), steps_per_epoch=1)
-    ckpt = cl.Checkpointer(workdir / "checkpoints")
     try:
-        state, _ = ckpt.restore(template)
-    finally:
-        ckpt.close()
-    return recipe, state
+        return cl.load_classifier(workdir)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None

@@ -9,6 +9,7 @@
     synthaug report           --config.inputs=run1,run2 --config.out=report.md
     synthaug demo             --out demo_out [--quick]
     synthaug configs          # list the configs shipped with the package
+    synthaug plan             --config paper/base64_finetune   # per-device memory
     synthaug import-weights   --from adm|deepfloyd-if SRC --out DIR [--preset NAME]
     synthaug STAGE --help     # the override syntax and every key of the stage's config
 
@@ -19,7 +20,8 @@ Configs (the syntax of ml_collections.config_flags):
   --config.flag                        a bool key alone is set true
 A value is parsed as the type the key has: strings verbatim, bools from true/false/1/0,
 numbers and tuples as Python literals (a tuple also as a comma-separated list: a,b,c).
-An unknown key is an error.
+An unknown key is an error. A run directory belongs to one run: a config that differs
+from the one that made it is refused unless --config.overwrite=true.
 
 Bad input (an unknown config key, a missing checkpoint or data directory, an unknown class
 name, an output path that cannot be written) is reported in one line on stderr with exit
@@ -137,6 +139,9 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
             s.add_argument("--out", default=None, help="the Markdown file to write")
             s.add_argument("inputs", nargs="*", help="workdirs of finished stages")
     sub.add_parser("configs", help="list the configs shipped with the package")
+    from synthaug.pipeline.plan import add_plan_parser
+
+    add_plan_parser(sub)
     imp = sub.add_parser(
         "import-weights",
         help="convert pretrained ADM / DeepFloyd IF weights into a synthaug checkpoint",
@@ -185,6 +190,10 @@ def _run(argv: Sequence[str]) -> int:
     if args.command == "configs":
         print("\n".join(config_lib.list_configs()))
         return 0
+    if args.command == "plan":
+        from synthaug.pipeline.plan import run_plan
+
+        return run_plan(args, overrides)
     if args.command == "import-weights":
         from synthaug.pipeline.pretrained import import_weights
 
@@ -227,6 +236,13 @@ def _one_line(e: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``synthaug`` console script; returns the exit code."""
+    from synthaug.tpu_launch import exit_code
+
+    # In a multi-process run a failed process leaves at once (tpu_launch.exit_code).
+    return exit_code(_main(argv))
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:

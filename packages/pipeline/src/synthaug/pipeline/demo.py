@@ -161,8 +161,9 @@ def run_demo(cfg, *, progress: bool = True) -> dict[str, Any]:
     t_start, c_start = time.perf_counter(), time.process_time()
     if cfg.fast_compile:
         _fast_compile()
-    out = pathlib.Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    from synthaug.pipeline import rundir
+
+    out = rundir.claim(cfg.out, cfg, "demo", what="out")
     cfg = ml_collections.ConfigDict(cfg.to_dict())
     if not cfg.text.cache:
         cfg.text.cache = str(out / "text_cache")

@@ -51,12 +51,72 @@ def check_evaluate(cfg) -> None:
         check_source(cfg.real)
 
 
+def _my_part(n: int) -> slice:
+    """This process's contiguous part of ``n`` examples (all of them when alone)."""
+    import jax
+
+    bounds = np.linspace(0, n, jax.process_count() + 1).astype(int)
+    return slice(int(bounds[jax.process_index()]), int(bounds[jax.process_index() + 1]))
+
+
+def _sharded_inception_metrics(cfg, mesh) -> dict[str, float]:
+    """FID and IS with the features computed over the mesh's devices and processes: each
+    process takes its contiguous part of the first ``num_samples`` images; the float64
+    statistics are reduced exactly across processes."""
+    from synthaug import imagenet_data as data
+    from synthaug import metrics as mt
+    from synthaug import tpu_launch as tl
+    from synthaug.pipeline.fid_stats import load_inception
+    from synthaug.pipeline.sample import sample_dirs
+
+    params = load_inception(cfg.inception_checkpoint)
+    dirs = sample_dirs(cfg.samples_dir)
+    total = sum(int(data.read_manifest(d)["num_examples"]) for d in dirs)
+    n = min(total, int(cfg.num_samples))
+    mine = _my_part(n)
+
+    def local_images():
+        i = 0
+        for d in dirs:
+            for images, _ in data.read_synthetic(d).batch(256).as_numpy_iterator():
+                lo, hi = max(mine.start - i, 0), min(mine.stop - i, len(images))
+                if lo < hi:
+                    yield images[lo:hi]
+                i += len(images)
+                if i >= mine.stop:
+                    return
+
+    first = next(iter(data.read_synthetic(dirs[0]).take(1).as_numpy_iterator()))[0]
+    # The batch: a multiple of every device of the mesh (so of the process count too).
+    devices = int(np.prod(list(mesh.shape.values())))
+    batch = max(devices, int(cfg.batch_size) // devices * devices)
+    feature_fn = mt.make_sharded_feature_fn(
+        params, mesh, batch_size=batch, image_shape=first.shape[:2], logits_bias=False
+    )
+    stats, logits = mt.streaming_statistics(local_images(), feature_fn, keep_logits=True)
+    res: dict[str, float] = {"num_samples": float(n)}
+    if "fid" in cfg.metrics:
+        ref = mt.load_reference_npz(cfg.reference)
+        if ref.mu is None or ref.sigma is None:
+            raise ConfigError(f"reference {cfg.reference!r} holds no mu/sigma statistics")
+        res["fid"] = float(mt.frechet_distance(stats.mean, stats.cov, ref.mu, ref.sigma))
+    if "inception_score" in cfg.metrics:
+        lg = np.zeros((0, 1008), np.float32) if logits is None else logits
+        counts = tl.process_allgather(np.asarray([len(lg)], np.int32)).reshape(-1)
+        padded = np.zeros((int(counts.max()), lg.shape[1]), np.float32)
+        padded[: len(lg)] = lg
+        every = tl.process_allgather(padded[None])
+        every = np.concatenate([every[p, : counts[p]] for p in range(len(counts))])
+        is_mean, is_std = mt.inception_score(every)
+        res["inception_score"], res["inception_score_std"] = float(is_mean), float(is_std)
+    return res
+
+
 def _inception_metrics(cfg) -> dict[str, float]:
     """FID and IS of the synthetic set through the FID Inception network."""
     from synthaug import imagenet_data as data
     from synthaug import metrics as mt
     from synthaug.pipeline.fid_stats import load_inception
-    from synthaug.pipeline.sample import sample_dirs
 
     params = load_inception(cfg.inception_checkpoint)
     # Published Inception Scores use the logits without the classifier bias.
@@ -64,7 +124,7 @@ def _inception_metrics(cfg) -> dict[str, float]:
     stats = mt.RunningStats()
     logits = []
     n, limit = 0, int(cfg.num_samples)
-    for d in sample_dirs(cfg.samples_dir):
+    for d in data.synthetic_dirs(cfg.samples_dir):
         for images, _ in data.read_synthetic(d).batch(int(cfg.batch_size)).as_numpy_iterator():
             images = images[: limit - n]
             if len(images) == 0:
@@ -148,8 +208,16 @@ def stream_accuracy(recipe, state, real_cfg, *, batch_size: int = 250) -> dict[s
     return {"top1": c1 / count, "top5": c5 / count, "count": count}
 
 
-def evaluate(cfg, *, progress: bool = True) -> dict[str, Any]:
-    """Compute the metrics an ``evaluate`` config asks for; writes ``workdir/metrics.json``."""
+def evaluate(cfg, *, progress: bool = True, mesh=None) -> dict[str, Any]:
+    """Compute the metrics an ``evaluate`` config asks for; writes ``workdir/metrics.json``.
+
+    With ``mesh`` (``synthaug.pipeline.runtime.stage_runtime``) the Inception features and
+    the classifier are computed over every device of every process, each process on its own
+    part of the images, and the statistics and counts reduced exactly across processes;
+    process 0 writes ``metrics.json``.
+    """
+    import jax
+
     from synthaug import classifiers as cl
     from synthaug.pipeline.classify import load_classifier
     from synthaug.pipeline.data import digits_subset
@@ -158,12 +226,18 @@ def evaluate(cfg, *, progress: bool = True) -> dict[str, Any]:
     t0 = time.perf_counter()
     res: dict[str, Any] = {"stage": "evaluate"}
     if {"fid", "inception_score"} & set(cfg.metrics):
-        res.update(_inception_metrics(cfg))
+        if mesh is None:
+            res.update(_inception_metrics(cfg))
+        else:
+            res.update(_sharded_inception_metrics(cfg, mesh))
     if "accuracy" in cfg.metrics:
         recipe, state = load_classifier(cfg.classifier_dir)
         if cfg.real.source == "digits":
             x, y = digits_subset(cfg.real.split, int(recipe.image_size))
-            acc = cl.evaluate(recipe, state, x, y)
+            if mesh is not None:  # each process its own part; counts summed once
+                part = _my_part(len(y))
+                x, y = x[part], y[part]
+            acc = cl.evaluate(recipe, state, x, y, mesh=mesh)
         else:
             acc = stream_accuracy(recipe, state, cfg.real, batch_size=int(cfg.batch_size))
         res.update(
@@ -171,8 +245,9 @@ def evaluate(cfg, *, progress: bool = True) -> dict[str, Any]:
         )
     res["paper"] = {k: v for k, v in cfg.paper.to_dict().items() if v != -1.0}
     res["wall_time_s"] = time.perf_counter() - t0
-    w = MetricWriter(pathlib.Path(cfg.workdir))
-    w.scalars(0, {k: v for k, v in res.items() if isinstance(v, float)})
-    w.summary(evaluate=res)
-    w.close()
+    if jax.process_index() == 0:
+        w = MetricWriter(pathlib.Path(cfg.workdir))
+        w.scalars(0, {k: v for k, v in res.items() if isinstance(v, float)})
+        w.summary(evaluate=res)
+        w.close()
     return res

@@ -76,8 +76,9 @@ def make_batches(
     return batch_at
 
 
-def _imagenet_batches(cfg, dcfg, emb, mask):
-    """``batch_at(step)`` over ImageNet through tf.data (shuffled, repeated), resumable.
+def _imagenet_batches(cfg, dcfg):
+    """``batch_at(step)`` over this process's ImageNet batches through tf.data (shuffled,
+    repeated), with ``labels`` (the text embeddings are looked up on the device); resumable.
 
     The iterator state is saved under ``workdir/input_state/`` at every model checkpoint
     step (:class:`~synthaug.pipeline.resume.CheckpointedStream`), so a resumed run restores
@@ -111,8 +112,7 @@ def _imagenet_batches(cfg, dcfg, emb, mask):
 
     def convert(element):
         b = {k: v.numpy() for k, v in element.items()}
-        lab = b.pop("label")
-        b["text_emb"], b["text_mask"] = emb[lab], mask[lab]
+        b["labels"] = b.pop("label")
         return b
 
     return CheckpointedStream(
@@ -124,7 +124,9 @@ def _imagenet_batches(cfg, dcfg, emb, mask):
     )
 
 
-def finetune(cfg, *, progress: bool = True, writer: MetricWriter | None = None) -> dict[str, Any]:
+def finetune(
+    cfg, *, progress: bool = True, writer: MetricWriter | None = None, mesh=None
+) -> dict[str, Any]:
     """Train one diffusion stage as a ``finetune`` config describes; resumes if interrupted.
 
     The config's ``model``, ``diffusion``, ``optimizer`` and ``train`` sections are
@@ -138,24 +140,61 @@ def finetune(cfg, *, progress: bool = True, writer: MetricWriter | None = None) 
       cfg: a validated ``finetune`` config.
       progress: show a progress bar.
       writer: a metric writer (default: one in ``cfg.workdir``).
+      mesh: the device mesh (``synthaug.pipeline.runtime.stage_runtime``); each process
+        feeds its part of every global batch and ``sharding.rules`` place the parameters.
 
     Returns:
       The summary written to ``metrics.json`` (final loss, steps, wall time).
     """
-    return train_stage(cfg, progress=progress, writer=writer)[0]
+    return train_stage(cfg, progress=progress, writer=writer, mesh=mesh)[0]
 
 
-def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = None):
+class _NoWriter:
+    """The metric writer of processes other than 0 (process 0 writes the files)."""
+
+    def scalars(self, *args, **kwargs) -> None:
+        pass
+
+    summary = flush = close = scalars
+
+
+def _process_part(data, mesh):
+    """This process's rows of every global batch ``data(step)`` (all of them when alone)."""
+    from synthaug import tpu_launch as tl
+
+    index, count = tl.host_shard_info(mesh)
+    if count == 1:
+        return data
+
+    def part(step: int) -> dict[str, Any]:
+        batch = data(step)
+        n = len(next(iter(batch.values())))
+        if n % count:
+            raise ConfigError(
+                f"train.batch_size {n} must be divisible by the {count} processes' batch shards"
+            )
+        rows = slice(index * n // count, (index + 1) * n // count)
+        return {k: v[rows] for k, v in batch.items()}
+
+    return part
+
+
+def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = None, mesh=None):
     """:func:`finetune`, also returning the trained model: ``(summary, (diffusion config,
     model, EMA params))`` — the EMA parameters are those the checkpoint holds, so a caller
     that samples next (the demo) need not read them back."""
+    import jax
     from tqdm.auto import tqdm
 
     from synthaug import diffusion_core as dc
+    from synthaug.pipeline import rundir
+    from synthaug.pipeline.runtime import stage_rules
 
     check_finetune(cfg)
+    rules = stage_rules(cfg)
+    primary = jax.process_index() == 0
     t0 = time.perf_counter()
-    workdir = pathlib.Path(cfg.workdir)
+    workdir = rundir.claim(cfg.workdir, cfg, "finetune")
     dataset = dataset_of(cfg.data.source)
     names = class_names(dataset)
     emb, mask = class_embeddings(cfg.text, names, workdir=workdir)
@@ -176,13 +215,16 @@ def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = Non
         data = make_batches(
             images, labels, emb, mask, batch_size=batch_size, seed=seed, lowres=lowres
         )
+        if mesh is not None:
+            data = _process_part(data, mesh)
+        text_table = None
     else:
-        data = _imagenet_batches(cfg, dcfg, emb, mask)
+        data = _imagenet_batches(cfg, dcfg)
+        # Each example's prompt embedding is looked up on the device from its label.
+        text_table = {"text_emb": emb, "text_mask": mask}
 
     init_state = None
     if cfg.init_checkpoint:
-        import jax
-
         size, low = int(dcfg.model.image_size), int(dcfg.diffusion.lowres_size)
         example = {
             "image": np.zeros((1, size, size, 3), np.float32),
@@ -192,17 +234,24 @@ def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = Non
         if is_sr:
             example["lowres"] = np.zeros((1, low, low, 3), np.float32)
         fresh = dc.create_train_state(jax.random.key(seed), model, dcfg, example)
-        init_state, merge_report = dc.init_from_pretrained(
-            fresh, dc.load_params(cfg.init_checkpoint), dcfg
-        )
+        from synthaug.pipeline.pretrained import resolve_checkpoint_dir
+
+        try:  # strict: every parameter of the model from the checkpoint, nothing left over
+            init_state, merge_report = dc.init_from_pretrained(
+                fresh,
+                dc.load_params(resolve_checkpoint_dir(cfg.init_checkpoint)),
+                dcfg,
+                strict=True,
+            )
+        except ValueError as e:
+            raise ConfigError(f"init_checkpoint {cfg.init_checkpoint!r}: {e}") from None
 
     own_writer = writer is None
-    writer = writer or MetricWriter(workdir)
-    write_model_info(workdir, cfg.preset, dcfg)
+    writer = (writer or MetricWriter(workdir)) if primary else _NoWriter()
     bar = tqdm(
         total=int(dcfg.train.num_steps),
         desc=f"finetune {cfg.preset}",
-        disable=not progress,
+        disable=not (progress and primary),
         unit="step",
         dynamic_ncols=True,
     )
@@ -222,9 +271,15 @@ def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = Non
             checkpoint_dir=str(workdir / "checkpoints"),
             init_state=init_state,
             callback=callback,
+            mesh=mesh,
+            rules=rules or None,
+            text_table=text_table,
         )
     finally:
         bar.close()
+    # The model record only once a checkpoint of this model exists (dc.train saved it).
+    if primary:
+        write_model_info(workdir, cfg.preset, dcfg)
     summary = {
         "stage": "finetune",
         "preset": cfg.preset,

@@ -108,7 +108,9 @@ def load_stage_model(
         ) from None
     if info_path.is_file():
         info = read_model_info(info_path)
-        if info["preset"] != preset or int(info["text_dim"]) != int(text_dim):
+        # An imported class-conditional model (ADM) records text width 0: no text input.
+        info_dim = int(info.get("text_dim") or 0)
+        if info["preset"] != preset or (info_dim and info_dim != int(text_dim)):
             raise ConfigError(
                 f"checkpoint {str(checkpoint)!r} holds a {info['preset']!r} model with text width "
                 f"{info['text_dim']}, the config asks for {preset!r} with {text_dim}"

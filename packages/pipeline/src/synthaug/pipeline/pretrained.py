@@ -23,7 +23,14 @@ import numpy as np
 
 from synthaug.pipeline.errors import ConfigError, MissingPathError
 
-__all__ = ["DEFAULT_PRESETS", "SOURCES", "import_weights", "read_weights"]
+__all__ = [
+    "DEFAULT_PRESETS",
+    "SOURCES",
+    "empty_prompt_embedding",
+    "import_weights",
+    "read_weights",
+    "resolve_checkpoint_dir",
+]
 
 SOURCES = ("adm", "deepfloyd-if")
 DEFAULT_PRESETS = {"adm": "adm_64", "deepfloyd-if": "if_i_xl"}
@@ -154,3 +161,17 @@ def resolve_checkpoint_dir(path: str | os.PathLike) -> pathlib.Path:
     """The orbax directory of a ``finetune`` workdir / ``import-weights`` output, or ``path``."""
     p = pathlib.Path(path)
     return p / "checkpoints" if (p / "checkpoints").is_dir() else p
+
+
+def empty_prompt_embedding(text_cfg, class_names, *, workdir) -> tuple[np.ndarray, np.ndarray]:
+    """The text encoder's embedding of the empty prompt ``""``: ``([1, L, D], [1, L])``.
+
+    DeepFloyd IF was trained with it as the unconditional input of classifier-free guidance.
+    """
+    from synthaug import text_encoder as te
+    from synthaug.pipeline.text import load_text_encoder
+
+    enc = load_text_encoder(text_cfg, class_names, workdir=workdir)
+    ids, mask = enc.tokenizer([""])
+    emb, mask = te.encode_batched(enc.encode_fn, ids, mask)
+    return np.asarray(emb, np.float32), np.asarray(mask, bool)

@@ -8,13 +8,19 @@ on how often the run was interrupted. Shards go through
 ``synthaug.imagenet_data.SyntheticShardWriter``, which keeps only complete shards, so a
 killed run resumes at its first missing shard with nothing duplicated or lost.
 
-On several hosts (``jax.process_count() > 1``) host ``p`` takes a contiguous, shard-aligned
-range of the examples and writes it to its own directory under ``out_dir``
-(``synthaug.imagenet_data.host_range`` and ``host_dir``).
+On several processes (``jax.process_count() > 1``) process ``p`` takes a contiguous,
+shard-aligned range of the examples and writes it to its own directory under ``out_dir``
+(``synthaug.imagenet_data.host_range`` and ``host_dir``), each batch split over its own
+devices. Batches start at the same indices whatever the number of processes or devices (shard
+starts plus multiples of ``batch_size``) and their random numbers do not depend on how they
+are split over devices, so the union of the processes' shards holds exactly the images of a
+1-process run. Each process resumes its own range.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import pathlib
 import time
 from typing import Any
@@ -23,14 +29,16 @@ import numpy as np
 
 from synthaug.imagenet_data.synthetic import host_range, synthetic_dirs
 from synthaug.pipeline.classes import class_names, resolve_classes
-from synthaug.pipeline.errors import ConfigError
+from synthaug.pipeline.errors import ConfigError, PipelineError
 from synthaug.pipeline.io import require_dir
 from synthaug.pipeline.writer import MetricWriter
 
 __all__ = [
     "STAGE_KEYS",
+    "NonFiniteSamplesError",
     "build_cascade",
     "check_sample",
+    "check_sampler_settings",
     "host_range",
     "label_plan",
     "sample",
@@ -39,6 +47,12 @@ __all__ = [
 ]
 
 STAGE_KEYS = ("base", "sr1", "sr2")
+#: The schedules the samplers discretize have this many steps (``steps`` respaces them).
+TRAIN_STEPS = 1000
+
+
+class NonFiniteSamplesError(PipelineError):
+    """A cascade produced NaN or infinite samples; none of them were written."""
 
 
 def _enabled(cfg) -> list[str]:
@@ -50,23 +64,66 @@ def _enabled(cfg) -> list[str]:
     return keys
 
 
-def check_sample(cfg) -> list[int]:
-    """Check a sample config's inputs before anything is written; returns the labels."""
-    if not (cfg.out_dir or cfg.workdir):
-        raise ConfigError("sample needs config.out_dir (or config.workdir)")
-    labels = resolve_classes(cfg.dataset, cfg.classes)
-    for key in _enabled(cfg):
+def _finite(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def check_sampler_settings(cfg) -> list[str]:
+    """Check the sampler settings of every enabled stage; returns the enabled stage keys.
+
+    Guidance must be finite and >= 0 (Imagen convention: 1.0 is no guidance), the
+    log-variance mix and the noise-augmentation level in [0, 1], the threshold percentile in
+    (0, 100], the steps in [1, 1000] (the respaced 1000-step schedule).
+
+    Raises:
+      ConfigError: the first bad setting, naming its key.
+    """
+    keys = _enabled(cfg)
+    for key in keys:
         st = cfg[key]
         if st.sampler not in ("ddpm", "ddim"):
             raise ConfigError(f"{key}.sampler must be 'ddpm' or 'ddim', got {st.sampler!r}")
-        require_dir(st.checkpoint, f"{key} checkpoint directory ({key}.checkpoint)")
+        if not _finite(st.guidance) or st.guidance < 0:
+            raise ConfigError(
+                f"{key}.guidance must be a finite number >= 0 (1.0 = no guidance), got "
+                f"{st.guidance!r}"
+            )
+        for name in ("log_var_mix", "aug_level"):
+            if not _finite(st[name]) or not 0.0 <= st[name] <= 1.0:
+                raise ConfigError(f"{key}.{name} must lie in [0, 1], got {st[name]!r}")
+        q = st.threshold_percentile
+        if not _finite(q) or not 0.0 < q <= 100.0:
+            raise ConfigError(f"{key}.threshold_percentile must lie in (0, 100], got {q!r}")
+        if not 1 <= int(st.steps) <= TRAIN_STEPS:
+            raise ConfigError(f"{key}.steps must lie in [1, {TRAIN_STEPS}], got {st.steps}")
+    return keys
+
+
+def check_sample(cfg, *, models: dict | None = None) -> list[int]:
+    """Check a sample config before anything is written; returns the labels.
+
+    Args:
+      cfg: a validated ``sample`` config.
+      models: stage models passed in memory (their checkpoints are not needed).
+    """
+    if not (cfg.out_dir or cfg.workdir):
+        raise ConfigError("sample needs config.out_dir (or config.workdir)")
+    for name in ("per_class", "shard_size", "batch_size"):
+        if cfg[name] < 1:
+            raise ConfigError(f"{name} must be >= 1, got {cfg[name]}")
+    labels = resolve_classes(cfg.dataset, cfg.classes)
+    for key in check_sampler_settings(cfg):
+        st = cfg[key]
+        if not (models and key in models):
+            require_dir(st.checkpoint, f"{key} checkpoint directory ({key}.checkpoint)")
     if cfg.text.checkpoint and not pathlib.Path(cfg.text.checkpoint).exists():
         require_dir(cfg.text.checkpoint, "text encoder checkpoint (text.checkpoint)")
     if cfg.text.tokenizer and not pathlib.Path(cfg.text.tokenizer).is_file():
         require_dir(cfg.text.tokenizer, "SentencePiece tokenizer (text.tokenizer)")
-    for name in ("per_class", "shard_size", "batch_size"):
-        if cfg[name] < 1:
-            raise ConfigError(f"{name} must be >= 1, got {cfg[name]}")
+    if cfg.get("image_format", "png") not in ("png", "jpeg"):
+        raise ConfigError(f"image_format must be 'png' or 'jpeg', got {cfg.image_format!r}")
+    if not 1 <= cfg.get("jpeg_quality", 95) <= 100:
+        raise ConfigError(f"jpeg_quality must be in [1, 100], got {cfg.jpeg_quality}")
     return labels
 
 
@@ -108,6 +165,7 @@ def build_cascade(
             dcfg, model, params = load_stage_model(
                 st.checkpoint, st.preset, text_dim=text_dim, step=step
             )
+        pretrained = _pretrained_settings(dcfg)
         stages.append(
             samplers.CascadeStage(
                 model_fn=samplers.UNetModelFn(model.apply),
@@ -121,12 +179,65 @@ def build_cascade(
                 sampler=st.sampler,
                 num_steps=int(st.steps),
                 aug_level=float(st.aug_level),
-                thresholding="dynamic",
                 threshold_percentile=float(st.threshold_percentile),
                 prediction_type=dcfg.diffusion.prediction_type,
+                **pretrained,
             )
         )
     return stages
+
+
+def _pretrained_settings(dcfg) -> dict:
+    """Sampler settings of a model as it was trained: Imagen U-Nets get dynamic thresholding
+    and the noise-then-resize low-res input; ADM (class-conditional, ``kind="adm"`` without
+    text) clips ``x0`` to [-1, 1] (guided-diffusion's ``clip_denoised``) and resizes its low-res
+    input without noise; DeepFloyd IF keeps dynamic thresholding and noises after resizing.
+    Both read their learned-range variance output."""
+    m = dcfg.model
+    if m.get("kind") != "adm":
+        return {"thresholding": "dynamic"}
+    text = m.get("text_dim", None) is not None
+    if m.get("aug_embedding", False):
+        lowres_mode = "deepfloyd_if"
+    else:
+        lowres_mode = "adm" if m.get("lowres_channels", 0) else "imagen"
+    return {
+        "thresholding": "dynamic" if text else "static",
+        "variance": dcfg.diffusion.get("variance", "fixed"),
+        "lowres_mode": lowres_mode,
+    }
+
+
+def _uses_text(cfg) -> bool:
+    """Whether any enabled stage's preset takes text (ADM's presets take class labels)."""
+    from synthaug import diffusion_core as dc
+
+    for key in _enabled(cfg):
+        try:
+            m = dc.get_preset(cfg[key].preset).model
+        except KeyError:
+            return True
+        if m.get("kind") != "adm" or m.get("text_dim", None) is not None:
+            return True
+    return False
+
+
+def _null_condition(cfg, names, workdir) -> dict:
+    """DeepFloyd IF's guidance null condition: the empty prompt's embedding (IF was trained
+    with it, not with zeros), when a stage is an IF model and guidance is on."""
+    from synthaug import diffusion_core as dc
+    from synthaug.pipeline.pretrained import empty_prompt_embedding
+
+    for key in _enabled(cfg):
+        try:
+            m = dc.get_preset(cfg[key].preset).model
+        except KeyError:
+            continue
+        if m.get("kind") == "adm" and m.get("text_dim", None) is not None:
+            if float(cfg[key].guidance) != 1.0:
+                emb, mask = empty_prompt_embedding(cfg.text, names, workdir=workdir)
+                return {"null_text_emb": emb, "null_text_mask": mask}
+    return {}
 
 
 #: The synthetic data set directories ``sample`` wrote: ``out_dir`` or its host directories
@@ -143,6 +254,7 @@ def sample(
     process_index: int | None = None,
     process_count: int | None = None,
     traced_guidance: tuple[str, ...] = (),
+    mesh=None,
 ) -> dict[str, Any]:
     """Generate (or finish generating) the synthetic set a ``sample`` config describes.
 
@@ -153,6 +265,8 @@ def sample(
       text: preloaded ``(emb [K, L, D], mask [K, L])`` class embeddings.
       process_index, process_count: this host's place (default: from JAX).
       traced_guidance: see :func:`build_cascade`.
+      mesh: the stage's mesh; each batch is split over this process's devices in it
+        (default: every local device).
 
     Returns:
       The summary (also in ``workdir/metrics.json``): examples written, wall time, settings.
@@ -162,21 +276,24 @@ def sample(
 
     from synthaug import imagenet_data as data
     from synthaug import samplers
+    from synthaug.pipeline import rundir
+    from synthaug.pipeline.runtime import local_batch_sharding
     from synthaug.pipeline.text import class_embeddings
 
-    if models is None:
-        labels = check_sample(cfg)
-    else:
-        labels = resolve_classes(cfg.dataset, cfg.classes)
-        _enabled(cfg)
+    labels = check_sample(cfg, models=models)
     t0 = time.perf_counter()
     out_root = pathlib.Path(cfg.out_dir or pathlib.Path(cfg.workdir) / "shards")
     workdir = pathlib.Path(cfg.workdir) if cfg.workdir else out_root
+    rundir.claim(out_root, cfg, "sample", what="out_dir")
     names = class_names(cfg.dataset)
-    if text is None:
-        emb, mask = class_embeddings(cfg.text, names, workdir=workdir)
-    else:
+    null = {}
+    if text is not None:
         emb, mask = text
+    elif _uses_text(cfg):
+        emb, mask = class_embeddings(cfg.text, names, workdir=workdir)
+        null = _null_condition(cfg, names, workdir)
+    else:  # class-conditional models only: the labels are the condition
+        emb, mask = np.zeros((len(names), 1, 1), np.float32), np.ones((len(names), 1), bool)
     stages = build_cascade(
         cfg, text_dim=emb.shape[-1], models=models, traced_guidance=traced_guidance
     )
@@ -196,10 +313,29 @@ def sample(
         "first_index": start,
         "stages": settings,
     }
-    writer = data.SyntheticShardWriter(out_dir, int(cfg.shard_size), metadata=meta)
+    if out_dir.is_dir():  # reopened: every complete shard must be what its records say
+        try:
+            data.verify_shards(out_dir)
+        except ValueError as e:
+            raise ConfigError(f"cannot resume {str(out_dir)!r}: {e}") from None
+    writer = data.SyntheticShardWriter(
+        out_dir,
+        int(cfg.shard_size),
+        metadata=meta,
+        image_format=cfg.get("image_format", "png"),
+        jpeg_quality=int(cfg.get("jpeg_quality", 95)),
+    )
     done = writer.resume_index
     key = jax.random.key(int(cfg.seed))
     bsz, shard = int(cfg.batch_size), int(cfg.shard_size)
+    sharding, n_local = local_batch_sharding(mesh)
+    # Every local device holds the weights (a restored checkpoint sits on one device).
+    replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+    stages = [
+        dataclasses.replace(st, params=jax.device_put(st.params, replicated)) for st in stages
+    ]
+    # The batch is padded to a multiple of this process's devices (padding is dropped).
+    padded_bsz = -(-bsz // n_local) * n_local
     bar = tqdm(
         total=stop - start,
         initial=done,
@@ -213,10 +349,23 @@ def sample(
             for b0 in range(s0, min(s0 + shard, stop), bsz):
                 b1 = min(b0 + bsz, s0 + shard, stop)
                 lab = plan[b0:b1]
-                padded = np.concatenate([lab, np.repeat(lab[-1:], bsz - len(lab))])
-                cond = {"text_emb": emb[padded], "text_mask": mask[padded]}
-                outs = samplers.cascade_sample(stages, jax.random.fold_in(key, b0), cond=cond)
-                images = to_uint8(outs[-1])[: len(lab)]
+                padded = np.concatenate([lab, np.repeat(lab[-1:], padded_bsz - len(lab))])
+                cond = {"text_emb": emb[padded], "text_mask": mask[padded], "labels": padded}
+                for k, v in null.items():
+                    cond[k] = np.broadcast_to(v, (padded_bsz, *v.shape[1:]))
+                outs = samplers.cascade_sample(
+                    stages, jax.random.fold_in(key, b0), cond=cond, sharding=sharding
+                )
+                last = np.asarray(outs[-1])[: len(lab)]
+                if not np.isfinite(last).all():
+                    bad = int((~np.isfinite(last)).reshape(len(lab), -1).any(axis=1).sum())
+                    raise NonFiniteSamplesError(
+                        f"sample: the batch of examples {b0}..{b1 - 1} has {bad} image(s) with "
+                        f"NaN or infinite values; nothing of it was written (the shards "
+                        f"before example {s0} are kept; check the checkpoints and "
+                        "sampler settings)"
+                    )
+                images = to_uint8(last)
                 writer.write(images, lab)
                 bar.update(len(lab))
         manifest = writer.close()

@@ -59,6 +59,10 @@ def _text() -> ml_collections.ConfigDict:
             "seed": 0,
             # Prompt embedding cache (.npz); "" keeps the embeddings in memory.
             "cache": "",
+            # The prompt of each class: a str.format template with one {} for the class's
+            # prompt name (synthaug.imagenet_data.prompt_names); "{}" is the name alone, as
+            # in the paper; e.g. "a photo of a {}".
+            "prompt_template": "{}",
         }
     )
 
@@ -160,6 +164,10 @@ def classifier_config(recipe: ml_collections.ConfigDict | None = None) -> ml_col
             "synthetic_dir": "",
             # Synthetic images used (0 = all written); mixed: total = real + synthetic.
             "synthetic_images": 0,
+            # Streamed synthetic examples held by the shuffle buffer (encoded records, about
+            # 100-150 KB each at 256x256 PNG), reshuffled every epoch; 0 shuffles the shard
+            # order only (synthaug.imagenet_data.read_synthetic's shuffle_buffer).
+            "shuffle_buffer": 10_000,
             "eval_split": "validation",
             # Stream through tf.data (always for ImageNet sources; digits stay in memory).
             "stream": False,
@@ -205,6 +213,10 @@ def sample_schema() -> ml_collections.ConfigDict:
     c.classes = ()
     c.per_class = 1200
     c.shard_size = 1000
+    # Shard image encoding: "png" (lossless) or "jpeg" with jpeg_quality (1-100); sizes and
+    # writer throughput of both in synthaug.imagenet_data's README.
+    c.image_format = "png"
+    c.jpeg_quality = 95
     c.batch_size = 64
     c.text = _text()
     c.base = _cascade_stage("imagen_base_64")

@@ -130,9 +130,10 @@ def select_checkpoint(cfg, *, progress: bool = True) -> dict[str, Any]:
       The selection written to ``select.out``.
     """
     from synthaug import metrics as mt
+    from synthaug.imagenet_data import synthetic_dirs as sample_dirs
     from synthaug.pipeline.classes import class_names, resolve_classes
     from synthaug.pipeline.fid_stats import load_inception
-    from synthaug.pipeline.sample import sample, sample_dirs
+    from synthaug.pipeline.sample import sample
     from synthaug.pipeline.text import class_embeddings
 
     steps = check_select_checkpoint(cfg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import pathlib
 from typing import Any
 
@@ -18,6 +19,17 @@ def report(cfg) -> pathlib.Path:
     if not cfg.inputs:
         raise ConfigError("report needs inputs: workdirs of finished stages")
     summaries = {str(d): read_metrics(d) for d in cfg.inputs}  # raises before writing
+    for where, data in summaries.items():  # a malformed summary is named before writing
+        scalars = data.get("scalars", {})
+        ok = isinstance(scalars, dict) and all(
+            isinstance(v, dict) and {"step", "value"} <= set(v) for v in scalars.values()
+        )
+        if not ok:
+            path = pathlib.Path(where) / "metrics.json"
+            raise ConfigError(
+                f"metrics summary {str(path)!r} has a malformed 'scalars' entry; expected "
+                "{name: {step, value}}"
+            )
     rep = MarkdownReport(cfg.out, cfg.title)
     for where, data in summaries.items():
         rep.heading(where)
@@ -35,24 +47,43 @@ def report(cfg) -> pathlib.Path:
     return rep.write()
 
 
+def _with_mesh(fn, cfg, check=None) -> Any:
+    """``fn(cfg, mesh=...)``: the run is joined and the mesh built here, once per stage,
+    after ``check(cfg)`` has checked the stage's inputs (a missing path is reported as
+    such, not as a mesh that does not fit this machine)."""
+    from synthaug.pipeline.runtime import stage_runtime
+
+    if check is not None:
+        check(cfg)
+    mesh = stage_runtime(cfg)
+    if "mesh" in inspect.signature(fn).parameters:
+        return fn(cfg, mesh=mesh)
+    return fn(cfg)
+
+
 def run_stage(stage: str, cfg) -> Any:
-    """Run the stage ``stage`` on a validated config."""
+    """Run the stage ``stage`` on a validated config.
+
+    ``finetune``, ``sample``, ``train-classifier`` and ``evaluate`` first join the
+    multi-process run if there is one and build their mesh from ``cfg.mesh``
+    (`synthaug.pipeline.runtime.stage_runtime`), which they receive as ``mesh=``.
+    """
     if stage == "finetune":
-        from synthaug.pipeline.finetune import finetune
+        from synthaug.pipeline.finetune import check_finetune, finetune
 
-        return finetune(cfg)
+        return _with_mesh(finetune, cfg, check_finetune)
     if stage == "sample":
-        from synthaug.pipeline.sample import sample
+        from synthaug.pipeline.sample import check_sample, sample
 
-        return sample(cfg)
+        return _with_mesh(sample, cfg, check_sample)
     if stage == "train-classifier":
-        from synthaug.pipeline.classify import train_classifier
+        from synthaug.pipeline.classify import check_classifier, train_classifier
 
-        return train_classifier(cfg)
+        return _with_mesh(train_classifier, cfg, check_classifier)
     if stage == "evaluate":
-        from synthaug.pipeline.evaluate import evaluate
+        from synthaug.pipeline.evaluate import check_evaluate, evaluate
 
-        return evaluate(cfg)
+        return _with_mesh(evaluate, cfg, check_evaluate)
     if stage == "fid-stats":
         from synthaug.pipeline.fid_stats import fid_stats
 

@@ -30,6 +30,11 @@ class TextEncoder:
         self.d_model = int(encode_fn.config.d_model)
 
 
+def _template(text_cfg) -> str:
+    """The prompt template of a ``text`` config (``text.prompt_template``, default ``"{}"``)."""
+    return str(text_cfg.get("prompt_template", "{}"))
+
+
 def _tokenizer_path(text_cfg, class_names: Sequence[str], workdir: pathlib.Path) -> pathlib.Path:
     from synthaug import text_encoder as te
 
@@ -41,7 +46,8 @@ def _tokenizer_path(text_cfg, class_names: Sequence[str], workdir: pathlib.Path)
     where = pathlib.Path(text_cfg.cache) if text_cfg.cache else workdir / "text"
     path = where / "spiece.model"
     if not path.is_file():
-        te.train_tokenizer(te.class_prompts(list(class_names)), path, vocab_size=64)
+        prompts = te.class_prompts(list(class_names), _template(text_cfg))
+        te.train_tokenizer(prompts, path, vocab_size=64)
     return path
 
 
@@ -91,7 +97,8 @@ def load_text_encoder(
 def class_embeddings(
     text_cfg, class_names: Sequence[str], *, workdir: str | os.PathLike
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings of every class name's prompt (the class name itself, as in the paper).
+    """Embeddings of every class's prompt: ``text.prompt_template`` filled with its name
+    (the default ``"{}"`` is the name itself, as in the paper).
 
     Args:
       text_cfg: the ``text`` section of a stage config.
@@ -106,10 +113,13 @@ def class_embeddings(
     enc = load_text_encoder(text_cfg, class_names, workdir=workdir)
     if text_cfg.cache:
         cache = te.PromptEmbeddingCache(
-            text_cfg.cache, enc.fingerprint, max_length=int(text_cfg.max_length)
+            text_cfg.cache,
+            enc.fingerprint,
+            template=_template(text_cfg),
+            max_length=int(text_cfg.max_length),
         )
         emb, mask = cache.get(list(class_names), tokenizer=enc.tokenizer, encode_fn=enc.encode_fn)
     else:
-        ids, mask = enc.tokenizer(te.class_prompts(list(class_names)))
+        ids, mask = enc.tokenizer(te.class_prompts(list(class_names), _template(text_cfg)))
         emb, mask = te.encode_batched(enc.encode_fn, ids, mask)
     return np.asarray(emb, np.float32), np.asarray(mask, bool)

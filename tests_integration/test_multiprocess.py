@@ -1,0 +1,178 @@
+"""Stages as multi-process jobs: 2 processes x 2 CPU devices through ``synthaug-launch local``
+give what 1 process x 4 devices and 1 process x 1 device give; a lost process ends the job.
+
+Every run is a real ``synthaug`` command line in subprocesses (the launcher starts JAX's
+distributed runtime in each process through ``JAX_COORDINATOR_ADDRESS`` & co.).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
+
+
+def synthaug_cmd() -> list[str]:
+    exe = shutil.which("synthaug", path=os.path.dirname(sys.executable))
+    return [exe] if exe else [sys.executable, "-m", "synthaug.pipeline.cli"]
+
+
+SAMPLE = [
+    "sample",
+    "--config",
+    "demo/sample",
+    "--config.sr1.enabled=false",
+    "--config.per_class=1",  # the ten digits
+    "--config.shard_size=4",
+    "--config.batch_size=4",
+    "--config.base.steps=3",
+]
+
+
+def _launcher() -> list[str]:
+    exe = shutil.which("synthaug-launch", path=os.path.dirname(sys.executable))
+    return [exe] if exe else [sys.executable, "-m", "synthaug.tpu_launch.cli"]
+
+
+def _run(layout: str, args: list[str], *, timeout: float = 400) -> subprocess.CompletedProcess:
+    """``synthaug ARGS`` as 1x1, 1x4 (one process, four CPU devices) or 2x2 (launcher)."""
+    env = {**ENV, "JAX_PLATFORMS": "cpu"}
+    for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        env.pop(name, None)
+    if layout == "2x2":
+        cmd = [*_launcher(), "local", "-n", "2", "-k", "2", "--", *synthaug_cmd(), *args]
+    else:
+        cmd = [*synthaug_cmd(), *args]
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={layout[-1]}"
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{layout}: {proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def base_checkpoint(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path]:
+    """A randomly initialised tiny base model saved as ``finetune`` saves one, and the
+    prompt embedding cache (both made in a subprocess, as a user's earlier run would)."""
+    root = tmp_path_factory.mktemp("mp")
+    workdir, cache = root / "base", root / "text_cache.npz"
+    code = f"""
+import jax, numpy as np
+from synthaug import diffusion_core as dc
+from synthaug.io.checkpoint import Checkpointer
+from synthaug.pipeline import config as C, models
+from synthaug.pipeline.text import class_embeddings
+cfg = C.load_config("demo/finetune", "finetune", ["workdir={workdir}", "text.cache={cache}"])
+emb, mask = class_embeddings(cfg.text, [str(i) for i in range(10)], workdir=cfg.workdir)
+dcfg = models.diffusion_config(cfg)
+model = dc.make_model(dcfg)
+s = int(dcfg.model.image_size)
+example = {{"image": np.zeros((1, s, s, 3), np.float32), "text_emb": emb[:1], "text_mask": mask[:1]}}
+state = dc.create_train_state(jax.random.key(0), model, dcfg, example)
+with Checkpointer("{workdir}/checkpoints") as ckpt:
+    ckpt.save(1, state, force=True)
+models.write_model_info("{workdir}", cfg.preset, dcfg)
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**ENV, "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir, cache
+
+
+def _images(out_dir: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
+    from synthaug import imagenet_data as data
+
+    images, labels = [], []
+    for d in data.synthetic_dirs(out_dir):
+        for img, lab in data.iter_synthetic(d):
+            images.append(img)
+            labels.append(lab)
+    return np.stack(images), np.asarray(labels)
+
+
+def test_sample_2x2_equals_1x4_and_1x1(base_checkpoint, tmp_path):
+    workdir, cache = base_checkpoint
+    args = [*SAMPLE, f"--config.base.checkpoint={workdir}", f"--config.text.cache={cache}"]
+    out = {}
+    for layout in ("1x1", "1x4", "2x2"):
+        _run(layout, [*args, f"--config.out_dir={tmp_path / layout}"])
+        out[layout] = _images(tmp_path / layout)
+    # Each process of the 2x2 run wrote its own disjoint part.
+    hosts = sorted(p.name for p in (tmp_path / "2x2").glob("host-*"))
+    assert hosts == ["host-00000-of-00002", "host-00001-of-00002"]
+    x1, y1 = out["1x1"]
+    assert x1.shape == (10, 16, 16, 3) and sorted(y1.tolist()) == list(range(10))
+    for layout in ("1x4", "2x2"):
+        x, y = out[layout]
+        np.testing.assert_array_equal(y, y1)
+        np.testing.assert_array_equal(x, x1)  # bit-identical images, none missing or doubled
+    assert len({img.tobytes() for img in x1}) == 10
+
+
+def test_a_killed_process_ends_the_job_within_60_s_naming_it(base_checkpoint, tmp_path):
+    """SIGKILL one process of a 2-process ``sample`` while it works: the launcher names it
+    and the other process is stopped, well within 60 s."""
+    workdir, cache = base_checkpoint
+    args = [
+        *SAMPLE,
+        "--config.per_class=40",
+        "--config.base.steps=50",
+        f"--config.base.checkpoint={workdir}",
+        f"--config.text.cache={cache}",
+        f"--config.out_dir={tmp_path / 'out'}",
+    ]
+    env = {**ENV, "JAX_PLATFORMS": "cpu"}
+    cmd = [*_launcher(), "local", "-n", "2", "-k", "2", "--", *synthaug_cmd(), *args]
+    launcher = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        # Wait until process 1 has written its first shard (it is past every collective).
+        deadline = time.monotonic() + 300
+        host1 = tmp_path / "out" / "host-00001-of-00002"
+        while not list(host1.glob("*.tfrecord.json")):
+            assert time.monotonic() < deadline, "process 1 wrote no shard"
+            assert launcher.poll() is None, launcher.stdout.read()
+            time.sleep(0.2)
+        pids = _child_pids(launcher.pid)
+        victim = next(p for p in pids if _env_of(p).get("JAX_PROCESS_ID") == "1")
+        killed_at = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        out, _ = launcher.communicate(timeout=120)
+        elapsed = time.monotonic() - killed_at
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.communicate()
+    lines = out.splitlines()
+    assert launcher.returncode == 128 + signal.SIGKILL, out[-3000:]
+    assert elapsed < 60, out[-3000:]
+    note = "[synthaug-launch] process 1 failed first: killed by SIGKILL (exit code 137)"
+    assert any(line.startswith(note) for line in lines), out[-3000:]
+
+
+def _child_pids(pid: int) -> list[int]:
+    out = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True
+    ).stdout
+    return [int(x) for x in out.split()]
+
+
+def _env_of(pid: int) -> dict[str, str]:
+    raw = pathlib.Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(
+        item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item
+    )
