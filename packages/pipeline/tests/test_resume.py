@@ -1,5 +1,6 @@
 """A resumed input stream yields exactly the batches of an uninterrupted one, without
-re-reading those before the resume point (resume.CheckpointedStream)."""
+re-reading those before the resume point (resume.CheckpointedStream, epoch by epoch as
+train-classifier streams)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,6 @@ import pytest
 from PIL import Image
 
 from synthaug import imagenet_data as data
-from synthaug.pipeline import config as config_lib
-from synthaug.pipeline.finetune import _imagenet_batches
-from synthaug.pipeline.models import diffusion_config
 from synthaug.pipeline.resume import CheckpointedStream
 
 
@@ -28,41 +26,6 @@ def folder(tmp_path_factory):
             Image.fromarray(img).save(buf, format="PNG")
             (d / f"{label}_{i}.png").write_bytes(buf.getvalue())
     return root
-
-
-def _finetune_stream(folder, work):
-    cfg = config_lib.load_config(
-        "demo/finetune:base",
-        "finetune",
-        [
-            "data.source=imagenet_folder",
-            f"data.data_dir={folder}",
-            "data.split=train",
-            "train.save_every=3",
-            "train.keep=2",
-            "train.batch_size=4",  # 18 images: epochs end mid-batch, the stream repeats
-            f"workdir={work}",
-        ],
-    )
-    return _imagenet_batches(cfg, diffusion_config(cfg))
-
-
-def test_finetune_stream_resumes_without_replay(folder, tmp_path):
-    ref = _finetune_stream(folder, tmp_path / "ref")
-    want = [ref(i) for i in range(14)]
-    run = _finetune_stream(folder, tmp_path / "run")
-    for i in [0, 0, *range(1, 8)]:  # the loop's shape probe, then steps 0..7; then a kill
-        run(i)
-    again = _finetune_stream(folder, tmp_path / "run")  # a new process: nothing in memory
-    again(0)  # the shape probe of a resumed run
-    got = {i: again(i) for i in range(6, 14)}
-    assert again.report() == {"resumed_from": 6, "replayed_batches": 0, "batches_read": 9}
-    for i, batch in got.items():
-        for key in ("image", "labels"):
-            np.testing.assert_array_equal(batch[key], want[i][key], err_msg=f"step {i} {key}")
-    assert not np.array_equal(want[0]["image"], want[5]["image"])  # the steps do differ
-    # the states of the last keep (2 + 1) positions are kept
-    assert again.saved_steps() == [6, 9, 12]
 
 
 def test_epoch_stream_resumes_mid_epoch(folder, tmp_path):

@@ -77,24 +77,23 @@ def make_batches(
 
 
 def _imagenet_batches(cfg, dcfg):
-    """``batch_at(step)`` over this process's ImageNet batches through tf.data (shuffled,
-    repeated), with ``labels`` (the text embeddings are looked up on the device); resumable.
-
-    The iterator state is saved under ``workdir/input_state/`` at every model checkpoint
-    step (:class:`~synthaug.pipeline.resume.CheckpointedStream`), so a resumed run restores
-    its input position instead of reading the batches it had already trained on.
-    """
+    """An iterable of this process's batches from ImageNet through tf.data (shuffled,
+    repeated), with ``labels`` (the text embeddings are looked up on the device)."""
     import tensorflow as tf
 
     from synthaug import imagenet_data as data
     from synthaug.pipeline.data import real_dataset
-    from synthaug.pipeline.resume import INPUT_STATE_DIR, CheckpointedStream
     from synthaug.tpu_launch import process_count, process_index
 
     size = int(dcfg.model.image_size)
     low = int(dcfg.diffusion.lowres_size)
-    pi, pc = process_index(), process_count()
-    per_host = int(dcfg.train.batch_size) // max(pc, 1)
+    ds = real_dataset(
+        cfg.data,
+        process_index=process_index(),
+        process_count=process_count(),
+        shuffle=True,
+        seed=int(dcfg.train.seed),
+    )
 
     def prep(image, label):
         hi = data.diffusion_downsample(image, size=size)
@@ -103,25 +102,12 @@ def _imagenet_batches(cfg, dcfg):
             out["lowres"] = data.to_float_range(data.diffusion_downsample(hi, size=low))
         return out
 
-    def make_dataset():
-        ds = real_dataset(
-            cfg.data, process_index=pi, process_count=pc, shuffle=True, seed=int(dcfg.train.seed)
-        )
-        ds = ds.repeat().map(prep, num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.batch(per_host, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-
-    def convert(element):
-        b = {k: v.numpy() for k, v in element.items()}
+    per_host = int(dcfg.train.batch_size) // max(process_count(), 1)
+    ds = ds.repeat().map(prep, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(per_host, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    for b in ds.as_numpy_iterator():
         b["labels"] = b.pop("label")
-        return b
-
-    return CheckpointedStream(
-        make_dataset,
-        pathlib.Path(cfg.workdir) / INPUT_STATE_DIR / f"process-{pi:05d}-of-{pc:05d}",
-        save_every=int(dcfg.train.save_every),
-        keep=int(dcfg.train.keep) + 1,
-        convert=convert,
-    )
+        yield b
 
 
 def finetune(
@@ -287,8 +273,6 @@ def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = Non
         "final_loss": last.get("loss"),
         "wall_time_s": time.perf_counter() - t0,
     }
-    if hasattr(data, "report"):  # a streamed input: how it was positioned on resume
-        summary["input"] = data.report()
     writer.summary(finetune=summary)
     if own_writer:
         writer.close()

@@ -7,7 +7,9 @@ run, 200M images. :class:`CheckpointedStream` instead saves the state of the tf.
 (``tf.train.Checkpoint(iterator=...)``: file positions, shuffle buffers and their random
 state, prefetched elements) every ``save_every`` steps, *before* the model checkpoint of that
 step is written, and restores it on resume: the time to resume depends on the size of the
-pipeline's buffers, not on k.
+pipeline's buffers, not on k. Pipelines should be one pass per epoch with a seed of their own
+(``steps_per_epoch``): a restored ``shuffle(reshuffle_each_iteration=True).repeat()`` does
+not reproduce the passes after the restored one.
 """
 
 from __future__ import annotations
