@@ -43,7 +43,7 @@ def _launcher() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "synthaug.tpu_launch.cli"]
 
 
-def _run(layout: str, args: list[str], *, timeout: float = 400) -> subprocess.CompletedProcess:
+def _run(layout: str, args: list[str], *, timeout: float = 900) -> subprocess.CompletedProcess:
     """``synthaug ARGS`` as 1x1, 1x4 (one process, four CPU devices) or 2x2 (launcher)."""
     env = {**ENV, "JAX_PLATFORMS": "cpu"}
     for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
@@ -176,3 +176,64 @@ def _env_of(pid: int) -> dict[str, str]:
     return dict(
         item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item
     )
+
+
+def _metrics(workdir: pathlib.Path) -> dict:
+    import json
+
+    return json.loads((workdir / "metrics.json").read_text())
+
+
+def test_train_classifier_2x2_equals_1x4_and_1x1(tmp_path):
+    args = [
+        "train-classifier",
+        "--config",
+        "demo/classifier",
+        "--config.recipe.epochs=1",
+        "--config.recipe.batch_size=32",
+        "--config.data.real.per_class=8",
+    ]
+    out = {}
+    for layout in ("1x1", "1x4", "2x2"):
+        _run(layout, [*args, f"--config.workdir={tmp_path / layout}"])
+        out[layout] = _metrics(tmp_path / layout)["train_classifier"]
+    ref = out["1x1"]
+    assert ref["eval_examples"] == 359  # the digits test split, every example once
+    for layout in ("1x4", "2x2"):
+        got = out[layout]
+        # Accuracy counts exactly; the loss to float32 round-off.
+        assert round(got["top1"] * 359) == round(ref["top1"] * 359)
+        assert round(got["top5"] * 359) == round(ref["top5"] * 359)
+        assert got["eval_examples"] == ref["eval_examples"]
+        np.testing.assert_allclose(got["final_train_loss"], ref["final_train_loss"], rtol=1e-5)
+
+
+def test_finetune_2x2_equals_1x1(tmp_path):
+    """Two steps of the tiny base U-Net: the same losses and final EMA parameters."""
+    args = [
+        "finetune",
+        "--config",
+        "demo/finetune",
+        "--config.model.model_channels=8",
+        "--config.train.num_steps=2",
+        "--config.train.save_every=2",
+        "--config.train.log_every=1",
+        "--config.train.batch_size=8",
+        f"--config.text.cache={tmp_path / 'text_cache.npz'}",
+    ]
+    for layout in ("1x1", "2x2"):
+        _run(layout, [*args, f"--config.workdir={tmp_path / layout}"], timeout=900)
+    m1, m2 = (_metrics(tmp_path / k) for k in ("1x1", "2x2"))
+    np.testing.assert_allclose(
+        m2["finetune"]["final_loss"], m1["finetune"]["final_loss"], rtol=1e-5
+    )
+    assert m2["finetune"]["steps"] == m1["finetune"]["steps"] == 2
+    import jax
+
+    from synthaug import diffusion_core as dc
+
+    e1 = jax.tree.leaves(dc.load_params(tmp_path / "1x1" / "checkpoints"))
+    e2 = jax.tree.leaves(dc.load_params(tmp_path / "2x2" / "checkpoints"))
+    assert len(e1) == len(e2)
+    for a, b in zip(e1, e2, strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-8)

@@ -95,3 +95,18 @@ def test_import_weights_missing_source_and_unknown_kind(tmp_path, capsys):
     )
     assert rc == 2 and "adm, deepfloyd-if" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_if_sample_config_runs_the_method_on_the_if_cascade():
+    from synthaug.pipeline import config as config_lib
+
+    cfg = config_lib.load_config("paper/if_sample", "sample")
+    base, sr = (dc.get_preset(cfg[s].preset) for s in ("base", "sr1"))
+    # IF-I 64x64 text-to-image base and an IF-II 64->256 stage on the same T5-XXL width.
+    assert (base.model.image_size, sr.model.image_size, sr.diffusion.lowres_size) == (64, 256, 64)
+    assert base.model.text_dim == sr.model.text_dim == 4096
+    assert not dc.is_super_resolution(base) and dc.is_super_resolution(sr)
+    # Classifier-free guidance on both stages, IF's 77 tokens, class names as prompts.
+    assert cfg.base.guidance > 1 and cfg.sr1.guidance > 1
+    assert cfg.text.max_length == 77 and cfg.text.prompt_template == "{}"
+    assert cfg.sr1.aug_level == 0.25 and cfg.per_class == 1200

@@ -44,6 +44,9 @@ def _diffusion(*, schedule: str, lowres_size: int = 0) -> ml_collections.ConfigD
             "schedule": schedule,
             "prediction_type": "eps",  # "eps", "v" or "x0"
             "p_uncond": 0.1,  # text dropped with this probability (classifier-free guidance)
+            # class-conditional models (ADM): a label replaced by -1 ("no label") with this
+            # probability (classifier-free guidance on labels)
+            "label_dropout": 0.0,
             "lowres_size": lowres_size,  # SR models: resolution of the conditioning image
             "aug_schedule": "cosine",  # noise-conditioning augmentation schedule
             "aug_level_min": 0.0,  # training augmentation level ~ U(min, max)
@@ -322,6 +325,45 @@ def if_i_xl() -> ml_collections.ConfigDict:
     return _if_stage_1(704)
 
 
+def if_ii_l() -> ml_collections.ConfigDict:
+    """DeepFloyd IF-II-L (``DeepFloyd/IF-II-L-v1.0``, 1.2B): the 64->256 T5-XXL-conditioned
+    super-resolution stage.
+
+    Its diffusers ``unet/config.json``: ``block_out_channels`` (160, 320, 640, 960, 1280),
+    ``layers_per_block`` (2, 2, 3, 5, 5), attention (self- and text cross-attention) at the two
+    lowest resolutions, ``attention_head_dim`` 64, ``cross_attention_dim`` 1280,
+    ``encoder_hid_dim`` 4096, ``class_embed_type`` "timestep" (the noise-augmentation level),
+    ``addition_embed_type`` "text" with 64 pooling heads, ``only_cross_attention`` false,
+    ``resnet_skip_time_act`` true, ``resnet_out_scale_factor`` and ``mid_block_scale_factor``
+    1/0.7071. 1,243,277,190 parameters: 4.97 GB in float32, the size of the published
+    ``unet/diffusion_pytorch_model.bin``.
+    """
+    model = {
+        "image_size": 256,
+        "out_channels": 6,
+        "model_channels": 160,
+        "channel_mult": (1, 2, 4, 6, 8),
+        "num_res_blocks": (2, 2, 3, 5, 5),
+        "attention_resolutions": (8, 16),
+        "num_head_channels": 64,
+        "time_embed_dim": 1280,
+        "activation": "gelu",
+        "efficient_activation": True,
+        "resblock_output_scale": 1 / 0.7071,
+        "mid_output_scale": 1 / 0.7071,
+        "text_dim": 4096,
+        "text_channels": 1280,
+        "text_pool_heads": 64,
+        "self_attention": True,
+        "lowres_channels": 3,
+        "aug_embedding": True,
+    }
+    cfg = _pretrained_config(model, schedule="nichol_cosine", lowres_size=64)
+    with cfg.unlocked():
+        cfg.diffusion.sample_aug_level = 0.25
+    return cfg
+
+
 def tiny_adm() -> ml_collections.ConfigDict:
     """A tiny class-conditional ADM (16x16, 10 classes) for tests and fixtures."""
     model = {
@@ -408,6 +450,7 @@ PRETRAINED_PRESETS: dict[str, Callable[[], ml_collections.ConfigDict]] = {
     "adm_64": adm_64,
     "adm_sr_256": adm_sr_256,
     "if_i_xl": if_i_xl,
+    "if_ii_l": if_ii_l,
     "tiny_adm": tiny_adm,
     "tiny_adm_sr": tiny_adm_sr,
     "tiny_if": tiny_if,

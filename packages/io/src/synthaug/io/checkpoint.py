@@ -266,17 +266,7 @@ class Checkpointer:
             problem = self.check(s)
             if problem is None:
                 try:
-                    step_abstract = abstract
-                    if abstract is None and jax.process_count() > 1:
-                        step_abstract = self._replicated_abstract(s)
-                    out = self._mgr.restore(
-                        s,
-                        args=ocp.args.Composite(
-                            **{_STATE: ocp.args.StandardRestore(step_abstract)}
-                        ),
-                    )
-                    if abstract is None and step_abstract is not None:
-                        out = {_STATE: _local_copy(out[_STATE])}
+                    out = self._restore_step(s, abstract)
                 except Exception as e:  # noqa: BLE001 -- any failure to read is a damaged step
                     problem = f"reading it failed ({_one_line(e)})"
                 else:
@@ -297,11 +287,32 @@ class Checkpointer:
             raise CheckpointError(f"checkpoint {self.directory} {problems[0]}")
         raise CheckpointError(f"no complete checkpoint in {self.directory}: {'; '.join(problems)}")
 
+    def _restore_step(self, step: int, abstract: Any) -> Any:
+        """One step's items; without a target, as saved or, where the saving topology
+        differs from this run's (more processes or devices now or then), replicated."""
+
+        def restore(tree_abstract):
+            return self._mgr.restore(
+                step,
+                args=ocp.args.Composite(**{_STATE: ocp.args.StandardRestore(tree_abstract)}),
+            )
+
+        if abstract is not None:
+            return restore(abstract)
+        if jax.process_count() == 1:
+            try:
+                return restore(None)
+            except ValueError as e:
+                if "topology" not in str(e).lower():
+                    raise
+        out = restore(self._replicated_abstract(step))
+        return {_STATE: _local_copy(out[_STATE])}
+
     def _replicated_abstract(self, step: int) -> Any:
         """The saved tree's shapes, replicated on every device of every process.
 
-        A multi-process job cannot restore "as saved" (the saving topology differs); every
-        process reads the whole tree instead.
+        A run on another topology than the saving one (e.g. a multi-process job) cannot
+        restore "as saved"; every process reads the whole tree instead.
         """
         import numpy as np
         from jax.sharding import Mesh, NamedSharding

@@ -222,6 +222,24 @@ def _uses_text(cfg) -> bool:
     return False
 
 
+def _takes_labels(cfg, models: dict | None) -> bool:
+    """Whether an enabled stage is a class-conditional model (ADM's ``kind="adm"``); only
+    then do the batches carry ``labels`` (a text U-Net takes no such argument)."""
+    from synthaug import diffusion_core as dc
+
+    for key in _enabled(cfg):
+        if models and key in models:
+            kind = models[key][0].model.get("kind")
+        else:
+            try:
+                kind = dc.get_preset(cfg[key].preset).model.get("kind")
+            except KeyError:
+                continue
+        if kind == "adm":
+            return True
+    return False
+
+
 def _null_condition(cfg, names, workdir) -> dict:
     """DeepFloyd IF's guidance null condition: the empty prompt's embedding (IF was trained
     with it, not with zeros), when a stage is an IF model and guidance is on."""
@@ -336,6 +354,7 @@ def sample(
     ]
     # The batch is padded to a multiple of this process's devices (padding is dropped).
     padded_bsz = -(-bsz // n_local) * n_local
+    with_labels = _takes_labels(cfg, models)
     bar = tqdm(
         total=stop - start,
         initial=done,
@@ -350,7 +369,9 @@ def sample(
                 b1 = min(b0 + bsz, s0 + shard, stop)
                 lab = plan[b0:b1]
                 padded = np.concatenate([lab, np.repeat(lab[-1:], padded_bsz - len(lab))])
-                cond = {"text_emb": emb[padded], "text_mask": mask[padded], "labels": padded}
+                cond = {"text_emb": emb[padded], "text_mask": mask[padded]}
+                if with_labels:
+                    cond["labels"] = padded
                 for k, v in null.items():
                     cond[k] = np.broadcast_to(v, (padded_bsz, *v.shape[1:]))
                 outs = samplers.cascade_sample(

@@ -5,10 +5,7 @@ from __future__ import annotations
 import math
 import os
 import pathlib
-import socket
-import struct
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,40 +14,11 @@ from synthaug.pipeline.io import write_json
 __all__ = ["MetricWriter", "StageTimer", "read_metrics"]
 
 
-def _event(wall_time: float, *, step: int = 0, file_version: str = "", summary: bytes = b""):
-    """A serialised TensorBoard ``Event`` protocol buffer."""
-    from synthaug.imagenet_data import records as pb
-
-    out = pb.pb_double(1, wall_time)
-    if step:
-        out += pb.pb_varint(2, step)
-    if file_version:
-        out += pb.pb_bytes(3, file_version.encode())
-    if summary:
-        out += pb.pb_bytes(5, summary)
-    return out
-
-
-def _scalar_summary(values: Mapping[str, float]) -> bytes:
-    """A ``Summary`` of float32 scalars as ``tf.summary.scalar`` writes them: a rank-0 float
-    tensor per tag, with the ``scalars`` plugin in its metadata."""
-    from synthaug.imagenet_data import records as pb
-
-    metadata = pb.pb_bytes(1, pb.pb_bytes(1, b"scalars"))  # plugin_data.plugin_name
-    out = b""
-    for tag, v in values.items():
-        # TensorProto: dtype DT_FLOAT (1), an empty (scalar) shape, one packed float_val.
-        tensor = pb.pb_varint(1, 1) + pb.pb_bytes(2, b"") + pb.pb_bytes(5, struct.pack("<f", v))
-        value = pb.pb_bytes(1, tag.encode()) + pb.pb_bytes(8, tensor) + pb.pb_bytes(9, metadata)
-        out += pb.pb_bytes(1, value)
-    return out
-
-
 class MetricWriter:
     """Writes scalars as TensorBoard event files and a ``metrics.json``.
 
-    The event files are written without TensorFlow (the format of ``tf.summary.scalar``:
-    TFRecord-framed ``Event`` protocol buffers). The JSON summary holds the latest value of
+    The event files are written by ``tensorboardX`` (``simple_value`` scalars, which
+    TensorBoard's scalars dashboard reads), which does not import TensorFlow. The JSON summary holds the latest value of
     every scalar plus whatever :meth:`summary` adds; it is rewritten atomically on
     :meth:`flush` and :meth:`close`.
 
@@ -74,24 +42,16 @@ class MetricWriter:
                 raise ConfigError(f"metrics summary {str(path)!r} is not a JSON object")
         self._tb = None
         if tensorboard:
-            from synthaug.imagenet_data.records import frame_record
+            from tensorboardX import SummaryWriter
 
-            tb = self.workdir / "tb"
-            tb.mkdir(exist_ok=True)
-            now = time.time()
-            name = f"events.out.tfevents.{int(now):010d}.{socket.gethostname()}.{os.getpid()}"
-            name += f".{uuid.uuid4().hex[:8]}.v2"
-            self._tb = open(tb / name, "ab")  # noqa: SIM115 (closed by close())
-            self._tb.write(frame_record(_event(now, file_version="brain.Event:2")))
+            self._tb = SummaryWriter(str(self.workdir / "tb"))
 
     def scalars(self, step: int, values: Mapping[str, float]) -> None:
         """Record scalars at ``step`` (non-finite values are kept, as NaN, in both outputs)."""
         clean = {k: float(v) for k, v in values.items()}
         if self._tb is not None:
-            from synthaug.imagenet_data.records import frame_record
-
-            event = _event(time.time(), step=int(step), summary=_scalar_summary(clean))
-            self._tb.write(frame_record(event))
+            for tag, v in clean.items():
+                self._tb.add_scalar(tag, v, int(step))
         last = self._summary.setdefault("scalars", {})
         for k, v in clean.items():
             last[k] = {"step": int(step), "value": v if math.isfinite(v) else None}

@@ -19,8 +19,9 @@ Command:
 Loading ``init_checkpoint`` is strict: every parameter comes from it. Text is padded to IF's
 77 tokens (its training length); IF attends to every token, padding included. The loss is
 the eps MSE on IF's discrete cosine schedule (s = 0.008); the learned-range variance channels
-keep their pretrained values. The SR stage of IF (IF-II) has no preset yet (its published
-widths could not be checked against a reference config), so this config covers the base.
+keep their pretrained values. This config covers the base; ``paper/if_sample`` samples the
+fine-tuned base with IF-II-L (``if_ii_l``) as the 64->256 stage. IF-I-M (400M, the smaller
+base) has no preset: its published config could not be checked against a reference.
 
 Hardware: sized for 64 TPU-v4 chips, batch 512 (8 per chip), bfloat16 compute.
 
