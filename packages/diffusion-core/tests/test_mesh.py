@@ -7,7 +7,13 @@ from diffusion_core_testutil import micro_base
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from synthaug.diffusion_core import create_train_state, make_model, state_shardings, train
+from synthaug.diffusion_core import (
+    create_train_state,
+    make_model,
+    param_path,
+    state_shardings,
+    train,
+)
 
 C, L, B, STEPS = 5, 6, 8, 4
 _r = np.random.default_rng(7)
@@ -22,8 +28,6 @@ TABLE = {
 def _fsdp_specs(params):
     """The placement tpu-launch's rule matcher gives these rules (FSDP_RULES)."""
     import re
-
-    from synthaug.diffusion_core import param_path
 
     def spec(path, _):
         name = param_path(path)
@@ -123,18 +127,13 @@ def test_state_shardings_reject_a_rule_that_does_not_fit():
     )
 
     def only(name, spec):
-        def specs(params):
-            out = {}
-            for k, v in params.items():
-                s = spec if k == name else P()
-                out[k] = jax.tree.map(lambda _, s=s: s, v)
-            return out
-
-        return specs
+        return lambda params: jax.tree_util.tree_map_with_path(
+            lambda path, _: spec if param_path(path) == name else P(), params
+        )
 
     with pytest.raises(ValueError, match=r"conv_out/kernel.*not divisible by mesh axes"):
-        state_shardings(abstract, mesh, only("conv_out", P(None, None, None, "fsdp")))
+        state_shardings(abstract, mesh, only("conv_out/kernel", P(None, None, None, "fsdp")))
     with pytest.raises(ValueError, match="names mesh axis 'model'"):
-        state_shardings(abstract, mesh, only("conv_in", P("model")))
+        state_shardings(abstract, mesh, only("conv_in/kernel", P("model")))
     with pytest.raises(ValueError, match="structure of the parameters"):
         state_shardings(abstract, mesh, {"conv_in": P()})
