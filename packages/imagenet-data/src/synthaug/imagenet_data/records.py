@@ -146,9 +146,19 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+def _pb_varint(field: int, value: int) -> bytes:
+    """A varint field (int32, int64, uint64, bool, enum)."""
+    return _varint(field << 3) + _varint(int(value))
+
+
 def _pb_bytes(field: int, data: bytes) -> bytes:
     """A length-delimited field (bytes, string, embedded message, packed repeated)."""
     return _varint((field << 3) | 2) + _varint(len(data)) + data
+
+
+def _pb_float(field: int, value: float) -> bytes:
+    """A 32-bit ``float`` field."""
+    return _varint((field << 3) | 5) + struct.pack("<f", value)
 
 
 def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
