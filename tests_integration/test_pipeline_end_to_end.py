@@ -33,7 +33,9 @@ def _finite(x, lo=-math.inf, hi=math.inf) -> bool:
 def test_quick_demo_writes_every_artifact(demo_out):
     report = (demo_out / "report.md").read_text()
     for heading in (
+        "## What the toy reproduces",
         "## Accuracy on the real test split",
+        "## Data-size sweep",
         "## Fréchet distance in classifier features",
         "## Guidance sweep (base model)",
         "## Samples",
@@ -44,6 +46,8 @@ def test_quick_demo_writes_every_artifact(demo_out):
     # Every figure the report links exists and is a readable PNG.
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert any("guidance_sweep" in x for x in links)
+    assert any("data_size_sweep" in x for x in links)
+    assert "(c) − (a), paired over seeds" in report and "% CI" in report
     per_class = [x for x in links if re.search(r"samples_\d_", x)]
     assert len(per_class) == 10
     for link in links:
@@ -53,10 +57,29 @@ def test_quick_demo_writes_every_artifact(demo_out):
 
     m = json.loads((demo_out / "metrics.json").read_text())["demo"]
     assert set(m["accuracy"]) == {"real", "synthetic", "mixed", "real_full"}
+    cfg = m["config"]
+    seeds = m["seeds"]
+    assert len(seeds) == cfg["seeds"] >= 3 and len(set(seeds)) == len(seeds)
     for mode, acc in m["accuracy"].items():
         assert _finite(acc["top1"], 0.0, 1.0), mode
         assert _finite(acc["top5"], acc["top1"], 1.0), mode
         assert acc["train_examples"] > 0
+        assert len(acc["top1_per_seed"]) == len(seeds), mode
+        assert acc["top1"] == pytest.approx(np.mean(acc["top1_per_seed"]))
+        assert acc["top1_std"] == pytest.approx(np.std(acc["top1_per_seed"], ddof=1))
+    gain = m["mixed_minus_real_top1"]
+    diffs = np.subtract(
+        m["accuracy"]["mixed"]["top1_per_seed"], m["accuracy"]["real"]["top1_per_seed"]
+    )
+    assert gain["mean"] == pytest.approx(diffs.mean()) and gain["n"] == len(seeds)
+    assert gain["low"] <= gain["mean"] <= gain["high"]
+    sizes = m["size_sweep"]
+    assert [r["multiple"] for r in sizes] == [0.0, *sorted(cfg["size_sweep"])]
+    n_real = cfg["real_per_class"] * 10
+    for r in sizes:
+        assert r["synthetic_images"] == round(r["multiple"] * n_real)
+        assert r["train_examples"] == n_real + r["synthetic_images"]
+        assert len(r["top1"]) == len(seeds)
     # Above chance (10% top-1, 50% top-5 over 10 classes) by a margin. Measured (seed 0):
     # top-1 real 80.5%, real_full 90.0%, mixed 83.6%; top-5 98.9-100%. A classifier that
     # learns nothing, or too little (20 steps gave real 30%, real_full 10%), fails. The
@@ -74,10 +97,12 @@ def test_quick_demo_writes_every_artifact(demo_out):
     for name, fd in m["frechet_distance_classifier_features"].items():
         assert _finite(fd, 0.0), name
     sweep = m["guidance_sweep"]
-    cfg = m["config"]
     assert [r["guidance"] for r in sweep] == list(cfg["sweep"]["guidance"])
+    assert len(sweep) >= 5
     for r in sweep:
-        assert _finite(r["cas_top1"], 0.0, 1.0) and _finite(r["frechet_distance"], 0.0)
+        assert len(r["cas_top1"]) == cfg["sweep"]["seeds"]
+        assert all(_finite(v, 0.0, 1.0) for v in r["cas_top1"])
+        assert _finite(r["frechet_distance"], 0.0)
     # The synthetic set is class-balanced, as configured.
     assert m["synthetic"]["per_class"] == [cfg["sample"]["per_class"]] * 10
     assert m["synthetic"]["image_size"] == [32, 32]

@@ -56,3 +56,58 @@ def test_adm_forward_shapes_and_labels_required():
     assert out.shape == (2, 16, 16, 6)
     with pytest.raises(ValueError, match="class-conditional: pass labels"):
         model.apply({"params": params}, x, t)
+
+
+def _adm_train_step(label_dropout):
+    cfg = dc.get_preset("tiny_adm")
+    with cfg.unlocked():
+        cfg.diffusion.label_dropout = label_dropout
+        cfg.model.dropout = 0.0
+        cfg.optimizer.warmup_steps = 0
+        cfg.optimizer.learning_rate = 1e-2
+    model = dc.make_model(cfg)
+    rng = np.random.default_rng(0)
+    batch = {
+        "image": rng.uniform(-1, 1, (4, 16, 16, 3)).astype(np.float32),
+        "labels": np.array([1, 2, 3, 1], np.int32),
+    }
+    state = dc.create_train_state(jax.random.key(0), model, cfg, batch)
+    # Random weights everywhere (ADM zero-initialises its output layers, which would leave
+    # every other gradient zero at the first step).
+    leaves, tree = jax.tree.flatten(state.params)
+    keys = jax.random.split(jax.random.key(2), len(leaves))
+    noisy = [
+        0.1 * jax.random.normal(k, a.shape, a.dtype) for k, a in zip(keys, leaves, strict=True)
+    ]
+    state = dc.state_from_params(jax.tree.unflatten(tree, noisy), cfg)
+    new, metrics = dc.make_train_step(model, cfg)(state, batch, jax.random.key(1))
+    assert bool(metrics["finite"])
+    before, after = state.params["label_emb"]["embedding"], new.params["label_emb"]["embedding"]
+    return np.abs(np.asarray(after) - np.asarray(before)).sum(axis=1)
+
+
+def test_class_conditional_train_step_trains_the_labels_it_is_given():
+    moved = _adm_train_step(0.0)
+    # The batch's classes (1, 2, 3) are trained; the others get no gradient.
+    assert (moved[[1, 2, 3]] > 0).all() and (moved[[0, 4, 5, 6, 7, 8, 9]] == 0).all()
+    # Every label dropped: no label embedding is trained.
+    assert (_adm_train_step(1.0) == 0).all()
+
+
+def test_negative_label_is_no_label():
+    cfg = dc.get_preset("tiny_adm")
+    model = dc.make_model(cfg)
+    x = np.random.default_rng(0).standard_normal((1, 16, 16, 3)).astype(np.float32)
+    t = np.array([0.5], np.float32)
+    params = model.init(jax.random.key(0), x, t, labels=np.array([0]))["params"]
+    leaves, tree = jax.tree.flatten(params)  # random weights (ADM zero-initialises outputs)
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    params = jax.tree.unflatten(
+        tree,
+        [0.1 * jax.random.normal(k, a.shape, a.dtype) for k, a in zip(keys, leaves, strict=True)],
+    )
+    zeroed = dict(params)
+    zeroed["label_emb"] = {"embedding": np.zeros_like(params["label_emb"]["embedding"])}
+    null = model.apply({"params": params}, x, t, labels=np.array([-1]))
+    np.testing.assert_allclose(null, model.apply({"params": zeroed}, x, t, labels=np.array([3])))
+    assert not np.allclose(null, model.apply({"params": params}, x, t, labels=np.array([3])))

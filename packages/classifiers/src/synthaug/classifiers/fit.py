@@ -201,6 +201,7 @@ def fit_stream(
     mesh: Mesh | None = None,
     log_fn: Callable[[dict], None] | None = None,
     step_fn: Callable[[int, dict], None] | None = None,
+    batch_at: Callable[[int], dict] | None = None,
 ) -> tuple[TrainState, list[dict]]:
     """Train a classifier on streamed batches (e.g. a tf.data pipeline); resumable.
 
@@ -227,6 +228,10 @@ def fit_stream(
         resume from the latest checkpoint found there.
       mesh: optional mesh.
       log_fn, step_fn: as for :func:`fit`.
+      batch_at: ``step -> batch`` (this process's share) for global step
+        ``epoch * steps_per_epoch + i``, used instead of ``epoch_batches``: an input that can
+        be positioned at any step (e.g. from a saved iterator state), so that a resumed run
+        does not read the batches before its checkpoint again.
 
     Returns:
       ``(state, history)`` as for :func:`fit`.
@@ -266,6 +271,15 @@ def fit_stream(
             yield {"images": images, "labels": labels}
 
     def next_batch(epoch: int, i: int) -> dict:
+        if batch_at is not None:
+            b = batch_at(epoch * spe + i)
+            if not isinstance(b, dict) or "images" not in b or "labels" not in b:
+                raise ValueError("batch_at: each batch must be a dict with 'images' and 'labels'")
+            images, labels = check_images(b["images"], b["labels"], "batch")
+            if images.shape[0] != bs:
+                raise ValueError(f"batch_at: a batch holds {images.shape[0]} examples, not {bs}")
+            check_label_range(labels, nc, "batch_at: labels")
+            return parallel.global_batch({"images": images, "labels": labels}, mesh, gbs)
         if it["epoch"] != epoch or it["next"] > i:
             it.update(epoch=epoch, iter=iter(full_batches(epoch)), next=0)
         while True:

@@ -87,8 +87,22 @@ def create_train_state(
     k_init, k_run = jax.random.split(rng)
     if jnp.issubdtype(k_run.dtype, jax.dtypes.prng_key):
         k_run = jax.random.key_data(k_run)
-    spec = (model, ml_collections.FrozenConfigDict(config), spe, mesh)
+    spec = (model, compiled_config(config), spe, mesh)
     return _init(k_init, k_run, spec=spec)
+
+
+# Recipe keys the host loop reads but no compiled step does: neutral values in the jit cache
+# key, so fits that differ only in them (e.g. a seed sweep) share compiled programs.
+HOST_ONLY_KEYS = ("seed", "checkpoint_every_steps", "checkpoint_max_to_keep", "log_every_steps")
+
+
+def compiled_config(config) -> ml_collections.FrozenConfigDict:
+    """``config`` frozen, with :data:`HOST_ONLY_KEYS` set to 0 (a jit static argument)."""
+    c = ml_collections.ConfigDict(config.to_dict())
+    for k in HOST_ONLY_KEYS:
+        if k in c:
+            c[k] = type(c[k])(0)
+    return ml_collections.FrozenConfigDict(c)
 
 
 @functools.partial(jax.jit, static_argnames="spec")

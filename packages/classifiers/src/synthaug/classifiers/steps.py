@@ -28,13 +28,13 @@ from synthaug.classifiers import augment, parallel
 from synthaug.classifiers.optim import make_optimizer, steps_per_epoch_of
 from synthaug.classifiers.preprocess import prepare_images
 from synthaug.classifiers.recipes import validate_config
-from synthaug.classifiers.state import TrainState, variables_of
+from synthaug.classifiers.state import TrainState, compiled_config, variables_of
 
 __all__ = ["make_eval_step", "make_feature_fn", "make_train_step"]
 
 
 def _spec(model, config, mesh, *extra) -> tuple:
-    return (model, ml_collections.FrozenConfigDict(config), mesh, *extra)
+    return (model, compiled_config(config), mesh, *extra)
 
 
 def make_train_step(

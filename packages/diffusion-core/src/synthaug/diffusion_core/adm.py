@@ -265,7 +265,7 @@ class ADMUNet(nn.Module):
     Call: ``model.apply({"params": p}, x, time, text_emb=None, text_mask=None, lowres=None,
     aug_level=None, labels=None, train=False)`` with ``x [B,H,W,C]`` NHWC, ``time [B]`` in
     (0, 1]; ``text_emb [B,L,text_dim]`` for IF (``text_mask`` is accepted and ignored);
-    ``labels [B]`` int class ids for a class-conditional ADM; ``lowres [B,H,W,C]`` (already
+    ``labels [B]`` int class ids for a class-conditional ADM (-1: no label); ``lowres [B,H,W,C]`` (already
     at the output resolution) for super-resolution models; ``aug_level [B]`` in [0, 1] for
     IF-II (its noise-level embedding sees the integer step ``round(aug_level * N)``).
     Returns ``[B,H,W,out_channels]`` float32: eps, then (``out_channels = 2C``) the
@@ -370,9 +370,13 @@ class ADMUNet(nn.Module):
         if self.num_classes is not None:
             if labels is None:
                 raise ValueError("this model is class-conditional: pass labels [B]")
-            emb = emb + nn.Embed(self.num_classes, emb_dim, param_dtype=pdt, name="label_emb")(
-                jnp.asarray(labels, jnp.int32)
+            labels = jnp.asarray(labels, jnp.int32)
+            label_emb = nn.Embed(self.num_classes, emb_dim, param_dtype=pdt, name="label_emb")(
+                jnp.maximum(labels, 0)
             ).astype(dt)
+            # A negative label is "no label" (the null condition of classifier-free guidance
+            # after training with label dropout): no label embedding is added.
+            emb = emb + jnp.where((labels >= 0)[:, None], label_emb, jnp.zeros_like(label_emb))
         if self.aug_embedding:
             if aug_level is None:
                 raise ValueError("this super-resolution model needs aug_level [B]")

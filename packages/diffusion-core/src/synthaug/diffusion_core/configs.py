@@ -44,6 +44,9 @@ def _diffusion(*, schedule: str, lowres_size: int = 0) -> ml_collections.ConfigD
             "schedule": schedule,
             "prediction_type": "eps",  # "eps", "v" or "x0"
             "p_uncond": 0.1,  # text dropped with this probability (classifier-free guidance)
+            # class-conditional models (ADM): a label replaced by -1 ("no label") with this
+            # probability (classifier-free guidance on labels)
+            "label_dropout": 0.0,
             "lowres_size": lowres_size,  # SR models: resolution of the conditioning image
             "aug_schedule": "cosine",  # noise-conditioning augmentation schedule
             "aug_level_min": 0.0,  # training augmentation level ~ U(min, max)

@@ -209,6 +209,7 @@ def diffusion_loss(
     aug_log_snr_fn: Callable[[Array], Array] | None = None,
     aug_level_range: tuple[float, float] = (0.0, 1.0),
     resize_method: str = "bilinear",
+    label_dropout: float = 0.0,
 ) -> tuple[Array, dict[str, Array]]:
     """The Imagen training loss: squared error of the prediction at a uniform continuous t.
 
@@ -227,6 +228,9 @@ def diffusion_loss(
       aug_log_snr_fn: the augmentation schedule (default: cosine).
       aug_level_range: training augmentation levels are uniform in this range.
       resize_method: how the low-res image is upsampled.
+      label_dropout: for a class-conditional model (``batch["labels"] [B]``, passed to
+        ``apply_fn`` as ``labels=``): the probability of replacing an example's label by -1,
+        "no label" (classifier-free guidance training).
 
     Returns:
       ``(loss, aux)`` where ``aux`` holds the per-example losses and the sampled ``t``.
@@ -256,8 +260,16 @@ def diffusion_loss(
             log_snr_fn=aug_log_snr_fn,
             method=resize_method,
         )
+    kw = {}
+    if "labels" in batch:
+        labels = jnp.asarray(batch["labels"], jnp.int32)
+        if label_dropout > 0:
+            k_drop, k_label = jax.random.split(k_drop)
+            drop = jax.random.uniform(k_label, (b,)) < label_dropout
+            labels = jnp.where(drop, -1, labels)
+        kw["labels"] = labels
     out = apply_fn(
-        params, z, t, text_emb, text_mask, lowres=lowres, aug_level=aug_level, rng=k_dropout
+        params, z, t, text_emb, text_mask, lowres=lowres, aug_level=aug_level, rng=k_dropout, **kw
     )
     target = prediction_target(x=x, eps=eps, log_snr=log_snr, prediction_type=prediction_type)
     if out.shape[-1] == 2 * target.shape[-1]:

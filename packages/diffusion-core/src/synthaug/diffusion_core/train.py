@@ -165,6 +165,8 @@ def _init_inputs(model, config, batch: Batch):
             raise KeyError("batch['lowres']: a super-resolution model needs the low-res image")
         kw["lowres"] = upsample_lowres(jnp.asarray(batch["lowres"], jnp.float32), size=x.shape[1:3])
         kw["aug_level"] = jnp.zeros((b,), jnp.float32)
+    if config.model.get("num_classes", None) is not None:
+        kw["labels"] = jnp.asarray(batch.get("labels", np.zeros((b,), np.int32)), jnp.int32)
     return (x, t, text_emb, text_mask), kw
 
 
@@ -228,7 +230,7 @@ def _lookup_text(batch: Batch, text_table: Mapping[str, Array] | None) -> dict:
     """``batch`` with ``text_emb``/``text_mask`` gathered from the table by ``labels``."""
     batch = dict(batch)
     if text_table is not None and "labels" in batch:
-        labels = batch.pop("labels")
+        labels = batch["labels"]  # kept: a class-conditional model reads them too
         batch["text_emb"] = jnp.take(text_table["text_emb"], labels, axis=0)
         batch["text_mask"] = jnp.take(text_table["text_mask"], labels, axis=0)
     return batch
@@ -250,7 +252,12 @@ def _step_body(model, config) -> Callable:
     decay = float(config.train.ema_decay)
     freeze = tuple(config.train.get("freeze", ()) or ())
 
-    def apply_fn(params, x, t, text_emb, text_mask, *, lowres, aug_level, rng):
+    class_conditional = config.model.get("num_classes", None) is not None
+
+    def apply_fn(params, x, t, text_emb, text_mask, *, lowres, aug_level, rng, labels=None):
+        # Class labels reach only a class-conditional model (a text model's batch may carry
+        # them too).
+        kw = {"labels": labels} if class_conditional else {}
         return model.apply(
             {"params": params},
             x,
@@ -261,6 +268,7 @@ def _step_body(model, config) -> Callable:
             aug_level=aug_level,
             train=True,
             rngs={"dropout": rng},
+            **kw,
         )
 
     def loss_fn(params, batch, rng):
@@ -276,6 +284,7 @@ def _step_body(model, config) -> Callable:
             aug_log_snr_fn=aug_fn,
             aug_level_range=(float(d.aug_level_min), float(d.aug_level_max)),
             resize_method=d.resize_method,
+            label_dropout=float(d.get("label_dropout", 0.0)),
         )
 
     def body(state: TrainState, batch: Batch, rng: jax.Array, text_table, guard):
@@ -406,7 +415,7 @@ def _example(batch: Batch, text_table) -> dict:
     """One host example with the shapes the network is called with (for initialisation)."""
     ex = {k: np.asarray(v)[:1] for k, v in batch.items()}
     if "labels" in ex and text_table is not None:
-        lab = ex.pop("labels")
+        lab = ex["labels"]
         ex["text_emb"] = np.asarray(text_table["text_emb"])[lab]
         ex["text_mask"] = np.asarray(text_table["text_mask"])[lab]
     return ex

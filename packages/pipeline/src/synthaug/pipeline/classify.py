@@ -221,7 +221,7 @@ def stream_datasets(cfg, recipe):
         image = data.inception_crop_flip(image, size=size, seed=crop_seed)
         return {"images": image, "labels": tf.cast(label, tf.int32)}
 
-    def epoch_batches(epoch: int):
+    def epoch_dataset(epoch: int):
         ep_seed = seed * 100_003 + epoch
         parts = []
         if n_real:
@@ -247,8 +247,12 @@ def stream_datasets(cfg, recipe):
             ds = parts[0].repeat()
         ds = ds.map(lambda *x: (x[0], x[1])).take(steps * per_host)
         ds = ds.enumerate().map(train_prep, num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.batch(per_host, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-        return ds.as_numpy_iterator()
+        return ds.batch(per_host, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+    def epoch_batches(epoch: int):
+        return epoch_dataset(epoch).as_numpy_iterator()
+
+    epoch_batches.dataset = epoch_dataset  # the tf.data pipeline, for resumable streams
 
     eval_batches = None
     try:
@@ -271,6 +275,23 @@ def stream_datasets(cfg, recipe):
             return ds.batch(int(recipe.eval_batch_size)).prefetch(2).as_numpy_iterator()
 
     return epoch_batches, eval_batches, steps, {"real": n_real, "synthetic": n_syn}
+
+
+def _resumable_batches(recipe, epoch_dataset, steps_per_epoch: int, workdir):
+    """``batch_at(step)`` over the epochs' pipelines, its iterator state saved with every
+    model checkpoint so that a resumed run restores its input position (no replay)."""
+    from synthaug.pipeline.resume import INPUT_STATE_DIR, CheckpointedStream
+    from synthaug.tpu_launch import process_count, process_index
+
+    pi, pc = process_index(), process_count()
+    return CheckpointedStream(
+        epoch_dataset,
+        workdir / INPUT_STATE_DIR / f"process-{pi:05d}-of-{pc:05d}",
+        save_every=int(recipe.checkpoint_every_steps),
+        keep=int(recipe.checkpoint_max_to_keep) + 1,
+        convert=lambda b: {k: v.numpy() for k, v in b.items()},
+        steps_per_epoch=steps_per_epoch,
+    )
 
 
 def train_classifier(
@@ -342,6 +363,7 @@ def train_classifier(
 
     try:
         if stream:
+            batch_at = _resumable_batches(recipe, epoch_batches.dataset, spe, workdir)
             state, history = cl.fit_stream(
                 recipe,
                 epoch_batches,
@@ -350,6 +372,7 @@ def train_classifier(
                 eval_batches=eval_batches,
                 checkpoint_dir=workdir / "checkpoints",
                 log_fn=log_fn,
+                batch_at=batch_at,
                 mesh=mesh,
             )
         else:
@@ -376,6 +399,7 @@ def train_classifier(
     }
     if stream:
         summary["composition"] = composition
+        summary["input"] = batch_at.report()
         last = history[-1] if history else {}
         if "eval_top1" in last:
             summary.update(

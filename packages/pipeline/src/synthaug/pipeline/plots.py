@@ -10,7 +10,7 @@ import numpy as np
 
 from synthaug.pipeline.io import atomic_path
 
-__all__ = ["image_grid", "plot_vs_guidance", "save_grid_png"]
+__all__ = ["image_grid", "plot_vs_guidance", "plot_vs_size", "save_grid_png"]
 
 
 def image_grid(images: np.ndarray, *, cols: int, pad: int = 1) -> np.ndarray:
@@ -44,14 +44,25 @@ def save_grid_png(
     return pathlib.Path(path)
 
 
+def _value_err(v) -> tuple[float, float]:
+    if isinstance(v, tuple | list):
+        if len(v) != 2:
+            raise ValueError(f"a point is a value or a (value, error) pair, got {v!r}")
+        return float(v[0]), float(v[1])
+    return float(v), 0.0
+
+
 def plot_vs_guidance(
     path: str | os.PathLike,
     guidance: Sequence[float],
-    series: Mapping[str, Sequence[float]],
+    series: Mapping[str, Sequence[float | tuple[float, float]]],
     *,
     title: str,
 ) -> pathlib.Path:
-    """One panel per series (e.g. CAS and Fréchet distance) against guidance weight, as PNG."""
+    """One panel per series (e.g. CAS and Fréchet distance) against guidance weight, as PNG.
+
+    A point is a value or a ``(value, error)`` pair, drawn with an error bar of ± error.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,11 +71,52 @@ def plot_vs_guidance(
     fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 3.4))
     axes = np.atleast_1d(axes)
     for ax, (name, ys) in zip(axes, series.items(), strict=True):
-        ax.plot(list(guidance), list(ys), marker="o")
+        pts = [_value_err(v) for v in ys]
+        ax.errorbar(
+            list(guidance), [p[0] for p in pts], yerr=[p[1] for p in pts], marker="o", capsize=3
+        )
         ax.set_xlabel("guidance weight w (1 = no guidance)")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
     fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return pathlib.Path(path)
+
+
+def plot_vs_size(
+    path: str | os.PathLike,
+    sizes: Sequence[int],
+    means: Sequence[float],
+    errors: Sequence[float],
+    *,
+    title: str,
+    reference: float | None = None,
+    ylabel: str = "top-1 on the real test split (%)",
+) -> pathlib.Path:
+    """Accuracy against training-set size with ± ``errors`` bars, as PNG; ``reference`` (e.g.
+    the all-real-data classifier) as a dashed horizontal line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not (len(sizes) == len(means) == len(errors)):
+        raise ValueError(
+            f"sizes, means and errors differ in length: {len(sizes)}, {len(means)}, {len(errors)}"
+        )
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    ax.errorbar(list(sizes), list(means), yerr=list(errors), marker="o", capsize=3)
+    if reference is not None:
+        ax.axhline(reference, color="gray", linestyle="--", label="all real train images")
+        ax.legend(loc="lower right")
+    ax.set_xscale("log")
+    ax.set_xlabel("training images (real subset + synthetic)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)

@@ -286,12 +286,20 @@ def demo_schema(
     c.text.encoder = "tiny"
     c.text.max_length = 8
     c.real_per_class = 10  # the small real subset classifier (a) is trained on
+    # Classifier seeds per row of the report (seed, seed + 1, ...): each seed draws its own
+    # real subset, initialisation and data order, shared by the paired rows (a) and (c).
+    c.seeds = 5
+    # The data-size sweep: the real subset plus these multiples of its size in synthetic
+    # images (the synthetic set holds real_per_class * max(size_sweep) images per class).
+    c.size_sweep = (0.5, 1.0, 2.0, 4.0, 8.0)
     c.base = finetune_config(base)
     c.sr = finetune_config(sr)
     c.sample = sample_schema()
     c.classifier = classifier_config(recipe if recipe is not None else cl.demo_recipe())
     # The base guidance sweep: one synthetic set (and a CAS classifier) per weight.
-    c.sweep = ml_collections.ConfigDict({"guidance": (1.0, 1.25, 3.0), "per_class": 20})
+    c.sweep = ml_collections.ConfigDict(
+        {"guidance": (1.0, 1.25, 1.5, 2.0, 3.0), "per_class": 20, "seeds": 5}
+    )
     return c
 
 

@@ -1,19 +1,28 @@
 """The demo: the paper's pipeline at toy scale on the embedded digits, on a CPU.
 
-Variants: ``full`` (default, 7 min 3 s on 2 CPU cores) and ``quick`` (the integration tests'
-variant: fewer steps and images, XLA's compile-speed options; compilation dominates it; 63–99 s
-on 2 CPU cores). Each run writes the wall and CPU time of every stage into its report.
+Variants: ``full`` (default) and ``quick`` (the integration tests' variant: fewer steps
+and images, XLA's compile-speed options; compilation dominates it). Budgets on 2 unloaded
+CPU cores: full at most 10 minutes, quick at most 2; each run writes the wall and CPU time of
+every stage into its report.
 
 The diffusion models are v-predicting: ``tiny_base`` widened to 16 channels (16×16) and
 ``tiny_sr`` (16→32). Measured with the same training and sampler code (samples scored by a
 logistic regression fitted on real 16×16 digits, 96% on the real test split): the base
 after 1,000 steps of batch 16 draws digits it recognises 78% / 88% / 95% of the time at
-guidance 1.0 / 1.25 / 3.0 (eps-prediction: 17–29% after 1,000 steps of batch 32). A step
-takes 0.11 s on 2 CPU cores (batch 16), an SR step 0.12 s (batch 8).
+guidance 1.0 / 1.25 / 3.0 (eps-prediction: 17–29% after 1,000 steps of batch 32).
+
+Every classifier row is trained with ``seeds`` seeds (``seed``, ``seed + 1``, ...; seed i
+draws the real subset, the initialisation and the data order), reported as mean ± sd, and
+the paired difference (c) − (a) with its 95% t-interval. The classifiers see 16×16 images
+(the base model's resolution; the SR outputs are resized): a step costs a quarter of one
+at 32×32 and the SR stage's sampling noise is averaged away. The real subset is 5 images per
+class, so that synthetic data can matter (10 per class already reach about 94%).
+``size_sweep`` adds 0.5x ... 8x the real subset's size in synthetic images; ``sweep`` is
+the base guidance sweep (five weights, CAS over ``sweep.seeds`` seeds).
 
 Every classifier takes the same number of optimizer steps
-(``classifier.recipe.total_steps``), whatever the size of its training set, so that (a), (b)
-and (c) are compared at equal compute and share one compiled train step.
+(``classifier.recipe.total_steps``), whatever the size of its training set, so that all
+rows are compared at equal compute and share one compiled train step.
 
 The stages are the other demo configs, whole: ``base`` and ``sr`` are ``demo/finetune:base``
 and ``:sr``, ``sample`` is ``demo/sample``, ``classifier`` is ``demo/classifier``
@@ -51,25 +60,35 @@ def get_config(variant=None):
     c.overwrite = False
     c.fast_compile = quick
     c.text = dict(encoder="tiny", checkpoint="", tokenizer="", max_length=8, seed=0, cache="")
-    c.real_per_class = 10
+    # Few real images per class, so that synthetic data can matter (10 per class already
+    # give about 94% at 16×16).
+    c.real_per_class = 5
+    c.seeds = 3 if quick else 5
+    c.size_sweep = (0.5, 1.0, 2.0) if quick else (0.5, 1.0, 2.0, 4.0, 8.0)
     c.base = finetune.get_config("base")
     c.sr = finetune.get_config("sr")
-    for stage, steps in ((c.base, 40 if quick else 1000), (c.sr, 20 if quick else 800)):
+    for stage, steps in ((c.base, 40 if quick else 1000), (c.sr, 20 if quick else 400)):
         stage.optimizer.update(warmup_steps=max(1, steps // 20), decay_steps=steps)
-        stage.train.update(num_steps=steps, ema_decay=0.995 if steps >= 500 else 0.98)
+        stage.train.update(num_steps=steps, ema_decay=0.995 if steps >= 400 else 0.98)
         stage.train.update(save_every=steps, log_every=max(1, steps // 50))
     c.sample = sample.get_config()
-    c.sample.update(per_class=4 if quick else 20, shard_size=20 if quick else 50)
+    # The demo samples max(per_class, real_per_class * max(size_sweep)) images per class.
+    c.sample.update(per_class=4 if quick else 40, shard_size=20 if quick else 50)
     c.sample.batch_size = 20 if quick else 50
     c.sample.base.steps = 10 if quick else 25
     c.sample.sr1.steps = 5 if quick else 10
     c.classifier = classifier.get_config("real")
     # Every classifier takes `total_steps` optimizer steps of `batch_size` (its training set
     # is passed over as many times as that needs): one epoch of the repeated set, so that
-    # every classifier has the same schedule and shares one compiled train step.
-    # Quick: 60 steps reach 80-90% on real digits (20 steps: 10-30%, too few for the
-    # integration test's margin above chance), at the same compile-dominated cost.
-    c.classifier.recipe.update(epochs=1, total_steps=60 if quick else 150)
+    # every classifier has the same schedule and shares one compiled train step. It sees
+    # 16×16 images: the base model's resolution (the SR outputs are resized), where a
+    # classifier step costs a quarter of one at 32×32. Quick: 60 steps reach 80-90% on real
+    # digits (20 steps: 10-30%, too few for the integration test's margin above chance).
+    c.classifier.recipe.update(epochs=1, total_steps=60 if quick else 80, image_size=16)
     c.classifier.recipe.update(batch_size=16 if quick else 32, base_lr=0.8, warmup_epochs=0.1)
-    c.sweep = dict(guidance=(1.0, 1.25, 3.0), per_class=4 if quick else 20)
+    # One checkpoint per classifier, at its end: the demo trains dozens of them.
+    c.classifier.recipe.checkpoint_every_steps = c.classifier.recipe.total_steps
+    c.sweep = dict(
+        guidance=(1.0, 1.25, 1.5, 2.0, 3.0), per_class=4 if quick else 10, seeds=2 if quick else 5
+    )
     return c
