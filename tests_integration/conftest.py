@@ -57,3 +57,32 @@ class Cli:
 @pytest.fixture(scope="session")
 def cli() -> Cli:
     return Cli()
+
+
+def tree_snapshot(root) -> dict[str, tuple[str, str]]:
+    """Every entry under ``root``: its permission bits and, for a file, the SHA-256 of its
+    bytes (``"dir"`` for a directory, the target for a link). ``{}`` if ``root`` is missing."""
+    import hashlib
+    import pathlib
+    import stat
+
+    root = pathlib.Path(root)
+    if not root.exists():
+        return {}
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            what = "-> " + os.readlink(p)
+        elif stat.S_ISDIR(st.st_mode):
+            what = "dir"
+        else:
+            what = hashlib.sha256(p.read_bytes()).hexdigest()
+        out[str(p.relative_to(root))] = (oct(stat.S_IMODE(st.st_mode)), what)
+    return out
+
+
+@pytest.fixture(scope="session")
+def snapshot():
+    """``snapshot(root)``: a listing of ``root`` with modes and hashes (see tree_snapshot)."""
+    return tree_snapshot

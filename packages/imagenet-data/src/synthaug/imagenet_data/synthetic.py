@@ -349,7 +349,10 @@ def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
             f"out_dir: {path} does not exist; the synthetic data set is missing or was not "
             "closed (SyntheticShardWriter.close writes it)"
         )
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"out_dir: {path} is not valid JSON ({e})") from None
 
 
 def read_synthetic(
@@ -483,6 +486,7 @@ def iter_synthetic(out_dir: str | os.PathLike) -> Iterator[tuple[np.ndarray, int
 
     for directory in synthetic_dirs(out_dir):
         manifest = read_manifest(directory)
+        verify_shards(directory)  # counts, indices and labels agree with sidecars and manifest
         for shard in manifest["shards"]:
             path = directory / shard["file"]
             if not path.is_file():

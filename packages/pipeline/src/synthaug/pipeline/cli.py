@@ -247,7 +247,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         return _run(argv)
-    except (PipelineError, ValueError, KeyError, OSError) as e:
+    # FloatingPointError: training diverged (NonFiniteLossError of diffusion-core and
+    # classifiers), a consequence of the config's values such as the learning rate.
+    except (PipelineError, ValueError, KeyError, OSError, FloatingPointError) as e:
         if os.environ.get("SYNTHAUG_TRACEBACK"):
             raise
         print(f"synthaug: error: {_one_line(e)}", file=sys.stderr)
