@@ -7,7 +7,13 @@ from diffusion_core_testutil import micro_base
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from synthaug.diffusion_core import create_train_state, make_model, state_shardings, train
+from synthaug.diffusion_core import (
+    create_train_state,
+    make_model,
+    param_path,
+    state_shardings,
+    train,
+)
 
 C, L, B, STEPS = 5, 6, 8, 4
 _r = np.random.default_rng(7)
@@ -15,8 +21,24 @@ TABLE = {
     "text_emb": _r.normal(size=(C, L, 8)).astype(np.float32),
     "text_mask": np.arange(L)[None, :] < _r.integers(1, L + 1, (C, 1)),
 }
+
+
 # FSDP: the res-block convolutions and embedding projections split over "fsdp" (Adam's
 # moments follow them); everything else replicated.
+def _fsdp_specs(params):
+    """The placement tpu-launch's rule matcher gives these rules (FSDP_RULES)."""
+    import re
+
+    def spec(path, _):
+        name = param_path(path)
+        for pattern, s in FSDP_RULES:
+            if re.search(pattern, name):
+                return s
+        return P()
+
+    return jax.tree_util.tree_map_with_path(spec, params)
+
+
 FSDP_RULES = [
     (r"res_\d+/conv_\d/kernel$", P(None, None, None, "fsdp")),
     (r"emb_proj/kernel$", P("fsdp", None)),
@@ -54,7 +76,7 @@ def one_device():
 
 @pytest.mark.parametrize(
     "axes,shape,rules",
-    [(("data",), (4,), None), (("data", "fsdp"), (2, 2), FSDP_RULES)],
+    [(("data",), (4,), None), (("data", "fsdp"), (2, 2), _fsdp_specs)],
     ids=["data4", "data2xfsdp2"],
 )
 def test_mesh_run_equals_one_device(one_device, axes, shape, rules):
@@ -68,7 +90,7 @@ def test_mesh_run_equals_one_device(one_device, axes, shape, rules):
         num_steps=STEPS,
         log_every=1,
         mesh=mesh,
-        rules=rules,
+        param_specs=rules,
         text_table=TABLE,
     )
     assert [h["step"] for h in hist] == list(range(1, STEPS + 1))
@@ -103,7 +125,15 @@ def test_state_shardings_reject_a_rule_that_does_not_fit():
     abstract = jax.eval_shape(
         lambda k: create_train_state(k, model, config, data_text(0)), jax.random.key(0)
     )
+
+    def only(name, spec):
+        return lambda params: jax.tree_util.tree_map_with_path(
+            lambda path, _: spec if param_path(path) == name else P(), params
+        )
+
     with pytest.raises(ValueError, match=r"conv_out/kernel.*not divisible by mesh axes"):
-        state_shardings(abstract, mesh, [("conv_out/kernel", P(None, None, None, "fsdp"))])
+        state_shardings(abstract, mesh, only("conv_out/kernel", P(None, None, None, "fsdp")))
     with pytest.raises(ValueError, match="names mesh axis 'model'"):
-        state_shardings(abstract, mesh, [("conv_in/kernel", P("model"))])
+        state_shardings(abstract, mesh, only("conv_in/kernel", P("model")))
+    with pytest.raises(ValueError, match="structure of the parameters"):
+        state_shardings(abstract, mesh, {"conv_in": P()})

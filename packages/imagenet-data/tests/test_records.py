@@ -70,11 +70,11 @@ def test_decode_example_reads_what_tensorflow_writes():
 
 def test_decode_example_accepts_unpacked_repeated_scalars():
     # proto2-style writers emit one field per value instead of a packed list.
-    ints = records.pb_varint(1, 5) + records.pb_varint(1, -2)
-    floats = records.pb_float(1, 1.5) + records.pb_float(1, -0.25)
-    entry_i = records.pb_bytes(1, b"i") + records.pb_bytes(2, records.pb_bytes(3, ints))
-    entry_f = records.pb_bytes(1, b"f") + records.pb_bytes(2, records.pb_bytes(2, floats))
-    record = records.pb_bytes(1, records.pb_bytes(1, entry_i) + records.pb_bytes(1, entry_f))
+    ints = records._pb_varint(1, 5) + records._pb_varint(1, -2)
+    floats = records._pb_float(1, 1.5) + records._pb_float(1, -0.25)
+    entry_i = records._pb_bytes(1, b"i") + records._pb_bytes(2, records._pb_bytes(3, ints))
+    entry_f = records._pb_bytes(1, b"f") + records._pb_bytes(2, records._pb_bytes(2, floats))
+    record = records._pb_bytes(1, records._pb_bytes(1, entry_i) + records._pb_bytes(1, entry_f))
     assert records.decode_example(record) == {"i": [5, -2], "f": [1.5, -0.25]}
     parsed = tf.io.parse_single_example(
         record,

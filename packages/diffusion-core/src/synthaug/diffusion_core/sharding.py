@@ -1,9 +1,9 @@
 """Where the training state and the batches live on a device mesh.
 
-Rules have the format of ``synthaug.tpu_launch.sharding``: an ordered list of ``(regex,
-PartitionSpec)`` pairs matched (``re.search``) against each parameter's ``/``-joined path
-(:func:`param_path`, e.g. ``down_0_res_0/conv_0/kernel``); the
-first match gives the parameter's ``PartitionSpec``, unmatched parameters are replicated.
+The parameters' placement is given as ``param_specs``: a tree of ``PartitionSpec`` with the
+structure of the parameters, or a function from the (abstract) parameters to one (e.g.
+``lambda p: tpu_launch.partition_specs(p, rules)``, tpu-launch's regex rule matcher; this
+package does not match rules itself). ``None`` leaves are replicated.
 The EMA parameters get the same specs; an optimizer-state leaf that mirrors a parameter
 (Adam's moments: its path ends with the parameter's path and it has the parameter's shape)
 gets that parameter's spec, every other leaf (step counts, Adafactor's factored moments,
@@ -17,8 +17,7 @@ parameters and optimizer state are split as well and gathered where they are use
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -37,7 +36,7 @@ __all__ = [
 #: Mesh axes that split the batch.
 DATA_AXES: tuple[str, ...] = ("data", "fsdp")
 
-Rules = Sequence[tuple[str, Any]] | Mapping[str, Any]
+ParamSpecs = Callable[[Any], Any] | Any
 
 
 def param_path(path) -> str:
@@ -56,31 +55,6 @@ def param_path(path) -> str:
 _path = param_path
 
 
-def _compile(rules: Rules | None) -> list[tuple[re.Pattern[str], P]]:
-    if not rules:
-        return []
-    items: Iterable = rules.items() if isinstance(rules, Mapping) else rules
-    out = []
-    for i, item in enumerate(items):
-        try:
-            pattern, spec = item
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"rules[{i}] must be a (regex, PartitionSpec) pair, got {item!r}"
-            ) from None
-        if spec is None:
-            spec = P()
-        elif isinstance(spec, tuple | list) and not isinstance(spec, P):
-            spec = P(*spec)
-        if not isinstance(spec, P):
-            raise ValueError(f"rule {pattern!r} must map to a PartitionSpec, got {spec!r}")
-        try:
-            out.append((re.compile(pattern), spec))
-        except re.error as e:
-            raise ValueError(f"rule {pattern!r} is not a valid regex: {e}") from None
-    return out
-
-
 def _data_axes(mesh: Mesh) -> tuple[str, ...]:
     return tuple(a for a in DATA_AXES if a in mesh.axis_names)
 
@@ -91,11 +65,10 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(axes) if axes else P())
 
 
-def _check(name: str, shape: tuple[int, ...], spec: P, mesh: Mesh, pattern: str) -> None:
+def _check(name: str, shape: tuple[int, ...], spec: P, mesh: Mesh) -> None:
     if len(spec) > len(shape):
         raise ValueError(
-            f"parameter {name!r} of shape {shape} has {len(shape)} dims but rule {pattern!r} "
-            f"gives {spec}"
+            f"parameter {name!r} of shape {shape} has {len(shape)} dims but its spec is {spec}"
         )
     for dim, entry in enumerate(spec):
         if entry is None:
@@ -104,58 +77,72 @@ def _check(name: str, shape: tuple[int, ...], spec: P, mesh: Mesh, pattern: str)
         for a in axes:
             if a not in mesh.shape:
                 raise ValueError(
-                    f"rule {pattern!r} for parameter {name!r} names mesh axis {a!r}; the mesh "
+                    f"the spec {spec} of parameter {name!r} names mesh axis {a!r}; the mesh "
                     f"has axes {tuple(mesh.axis_names)}"
                 )
         n = int(np.prod([mesh.shape[a] for a in axes]))
         if shape[dim] % n:
             raise ValueError(
                 f"parameter {name!r} of shape {shape}: dim {dim} ({shape[dim]}) is not "
-                f"divisible by mesh axes {tuple(axes)} of size {n} (rule {pattern!r})"
+                f"divisible by mesh axes {tuple(axes)} of size {n} (spec {spec})"
             )
 
 
-def param_specs(params: Any, rules: Rules | None, mesh: Mesh) -> Any:
-    """A ``PartitionSpec`` per parameter (first matching rule; replicated if none).
+def param_specs(params: Any, specs: ParamSpecs | None, mesh: Mesh) -> Any:
+    """A ``PartitionSpec`` per parameter, checked against ``mesh``.
 
     Args:
       params: the parameter tree (arrays or ``jax.ShapeDtypeStruct``).
-      rules: ``(regex, PartitionSpec)`` pairs (tpu-launch's format), or None.
+      specs: a tree of ``PartitionSpec`` (``None`` leaves: replicated) with the structure of
+        ``params``, a function ``params -> such a tree``, or None (all replicated).
       mesh: the device mesh (the specs' axes must exist and divide the dimensions).
 
     Returns:
       A tree of ``PartitionSpec`` with the structure of ``params``.
 
     Raises:
-      ValueError: a malformed rule, an unknown mesh axis or a dimension the axes do not
-        divide (naming the parameter, its shape and the rule).
+      ValueError: a tree of another structure, a leaf that is not a ``PartitionSpec``, an
+        unknown mesh axis or a dimension the axes do not divide (naming the parameter, its
+        shape and the spec).
     """
-    compiled = _compile(rules)
+    if specs is None:
+        return jax.tree.map(lambda _: P(), params)
+    if callable(specs):
+        specs = specs(params)
+    is_spec = lambda x: x is None or isinstance(x, P)  # noqa: E731
+    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+    leaves = jax.tree.leaves(specs, is_leaf=is_spec)
+    if len(leaves) != len(flat) or jax.tree.structure(specs, is_leaf=is_spec) != jax.tree.structure(
+        jax.tree.map(lambda _: 0, params)
+    ):
+        raise ValueError("param_specs must have the structure of the parameters")
+    out = []
+    for (path, leaf), s in zip(flat, leaves, strict=True):
+        s = P() if s is None else s
+        if not isinstance(s, P):
+            raise ValueError(f"param_specs[{_path(path)!r}] must be a PartitionSpec, got {s!r}")
+        _check(_path(path), tuple(np.shape(leaf)), s, mesh)
+        out.append(s)
+    return jax.tree_util.tree_unflatten(treedef, out)
 
-    def spec(path, leaf):
-        name = _path(path)
-        for regex, s in compiled:
-            if regex.search(name):
-                _check(name, tuple(np.shape(leaf)), s, mesh, regex.pattern)
-                return s
-        return P()
 
-    return jax.tree_util.tree_map_with_path(spec, params)
+_param_specs = param_specs  # state_shardings' argument of that name shadows it
 
 
-def state_shardings(state: Any, mesh: Mesh, rules: Rules | None = None) -> Any:
+def state_shardings(state: Any, mesh: Mesh, param_specs: ParamSpecs | None = None) -> Any:
     """``NamedSharding``s for a whole :class:`~synthaug.diffusion_core.train.TrainState`.
 
     Args:
       state: the state or its abstract version (``jax.eval_shape``).
       mesh: the device mesh.
-      rules: the parameters' partition rules (see the module docstring), or None
+      param_specs: the parameters' ``PartitionSpec`` tree or a function producing it from
+        the (abstract) parameters (see the module docstring), or None
         (everything replicated: data parallelism).
 
     Returns:
       A ``TrainState`` of ``NamedSharding``.
     """
-    specs = param_specs(state.params, rules, mesh)
+    specs = _param_specs(state.params, param_specs, mesh)
     by_path = {}
     for (path, leaf), s in zip(
         jax.tree_util.tree_flatten_with_path(state.params)[0],

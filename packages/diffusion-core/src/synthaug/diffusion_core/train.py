@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import flax.struct
@@ -441,7 +441,7 @@ def train(
     callback: Callable[[int, dict[str, float], TrainState], None] | None = None,
     log_every: int | None = None,
     mesh: Mesh | None = None,
-    rules: Sequence[tuple[str, Any]] | None = None,
+    param_specs: Any = None,
     text_table: Mapping[str, Any] | None = None,
 ) -> tuple[TrainState, list[dict[str, float]]]:
     """Train (or resume training) a diffusion model, on one device or a mesh of many.
@@ -475,10 +475,11 @@ def train(
         resuming from a checkpoint.
       callback: ``callback(step, metrics, state)`` every ``log_every`` steps and at the end.
       mesh: the device mesh (default: this process's first device). Axes ``data`` and/or
-        ``fsdp`` split the batch; other axes (e.g. ``model``) are used only by ``rules``.
-      rules: ``(regex, PartitionSpec)`` pairs placing the parameters, their EMA and the
-        optimizer moments (see :mod:`synthaug.diffusion_core.sharding`); default: all
-        replicated (data parallelism).
+        ``fsdp`` split the batch; other axes (e.g. ``model``) are used only by ``param_specs``.
+      param_specs: the parameters' ``PartitionSpec`` tree, or a function producing it from
+        the abstract parameters (e.g. ``lambda p: tpu_launch.partition_specs(p, rules)``),
+        placing the parameters, their EMA and the optimizer moments (see
+        :mod:`synthaug.diffusion_core.sharding`); default: all replicated (data parallelism).
       text_table: ``{"text_emb": [C, L, D], "text_mask": [C, L]}``: batches carry
         ``labels`` ``[B]`` and each example's text is looked up on the device.
 
@@ -513,7 +514,7 @@ def train(
         abstract = _init_program(model, config, example).eval_shape(init_key)
     else:
         abstract = init_state
-    shardings = state_shardings(abstract, mesh, rules)
+    shardings = state_shardings(abstract, mesh, param_specs)
     ckpt = None
     if checkpoint_dir is not None:
         ckpt = Checkpointer(checkpoint_dir, save_every=save_every, keep=keep)

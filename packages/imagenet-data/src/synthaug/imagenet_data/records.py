@@ -34,10 +34,6 @@ __all__ = [
     "frame_record",
     "iter_records",
     "masked_crc32c",
-    "pb_bytes",
-    "pb_double",
-    "pb_float",
-    "pb_varint",
 ]
 
 
@@ -150,22 +146,17 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def pb_varint(field: int, value: int) -> bytes:
+def _pb_varint(field: int, value: int) -> bytes:
     """A varint field (int32, int64, uint64, bool, enum)."""
     return _varint(field << 3) + _varint(int(value))
 
 
-def pb_bytes(field: int, data: bytes) -> bytes:
+def _pb_bytes(field: int, data: bytes) -> bytes:
     """A length-delimited field (bytes, string, embedded message, packed repeated)."""
     return _varint((field << 3) | 2) + _varint(len(data)) + data
 
 
-def pb_double(field: int, value: float) -> bytes:
-    """A 64-bit ``double`` field."""
-    return _varint((field << 3) | 1) + struct.pack("<d", value)
-
-
-def pb_float(field: int, value: float) -> bytes:
+def _pb_float(field: int, value: float) -> bytes:
     """A 32-bit ``float`` field."""
     return _varint((field << 3) | 5) + struct.pack("<f", value)
 
@@ -213,14 +204,14 @@ def _feature(name: str, value) -> bytes:
     if not values:
         raise ValueError(f"feature {name!r}: an empty list has no type; give at least one value")
     if all(isinstance(v, bytes | str) for v in values):
-        items = b"".join(pb_bytes(1, v.encode() if isinstance(v, str) else v) for v in values)
-        return pb_bytes(1, items)  # bytes_list
+        items = b"".join(_pb_bytes(1, v.encode() if isinstance(v, str) else v) for v in values)
+        return _pb_bytes(1, items)  # bytes_list
     if all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values):
         packed = b"".join(_varint(int(v)) for v in values)
-        return pb_bytes(3, pb_bytes(1, packed))  # int64_list
+        return _pb_bytes(3, _pb_bytes(1, packed))  # int64_list
     if all(isinstance(v, float | int | np.floating) for v in values):
         packed = struct.pack(f"<{len(values)}f", *values)
-        return pb_bytes(2, pb_bytes(1, packed))  # float_list
+        return _pb_bytes(2, _pb_bytes(1, packed))  # float_list
     raise ValueError(
         f"feature {name!r}: expected bytes/str, ints or floats (one kind), got "
         f"{sorted({type(v).__name__ for v in values})}"
@@ -239,10 +230,10 @@ def encode_example(features: Mapping[str, FeatureValue]) -> bytes:
       order).
     """
     entries = b"".join(
-        pb_bytes(1, pb_bytes(1, name.encode()) + pb_bytes(2, _feature(name, value)))
+        _pb_bytes(1, _pb_bytes(1, name.encode()) + _pb_bytes(2, _feature(name, value)))
         for name, value in features.items()
     )
-    return pb_bytes(1, entries)
+    return _pb_bytes(1, entries)
 
 
 def _decode_feature(buf: bytes) -> list:

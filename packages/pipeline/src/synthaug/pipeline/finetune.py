@@ -173,6 +173,7 @@ def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = Non
     from tqdm.auto import tqdm
 
     from synthaug import diffusion_core as dc
+    from synthaug import tpu_launch as tl
     from synthaug.pipeline import rundir
     from synthaug.pipeline.runtime import stage_rules
 
@@ -258,7 +259,7 @@ def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = Non
             init_state=init_state,
             callback=callback,
             mesh=mesh,
-            rules=rules or None,
+            param_specs=(lambda p: tl.partition_specs(p, rules, mesh=mesh)) if rules else None,
             text_table=text_table,
         )
     finally:
