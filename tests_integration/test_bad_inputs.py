@@ -581,10 +581,6 @@ def test_damaged_latest_checkpoint_falls_back(capsys, caplog, snapshot, tiny_mod
     assert tree_snapshot(work) == before  # the model's directory is only read
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sample claims out_dir (run.json, writer state) before restoring the checkpoint",
-)
 def test_every_checkpoint_damaged_fails_in_one_line(fails, tiny_model, tmp_path):
     work = _damaged_copy(tiny_model, tmp_path, "empty")
     for f in (work / "checkpoints" / "1").rglob("*"):

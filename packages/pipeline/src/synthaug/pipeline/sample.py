@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pathlib
+import shutil
 import time
 from typing import Any
 
@@ -302,47 +303,55 @@ def sample(
     t0 = time.perf_counter()
     out_root = pathlib.Path(cfg.out_dir or pathlib.Path(cfg.workdir) / "shards")
     workdir = pathlib.Path(cfg.workdir) if cfg.workdir else out_root
+    # Directories this run creates are removed again if it fails before its first shard
+    # (a checkpoint that cannot be restored, say): a failed start leaves nothing behind.
+    created = [p for p in dict.fromkeys((out_root, workdir)) if not p.exists()]
     rundir.claim(out_root, cfg, "sample", what="out_dir")
-    names = class_names(cfg.dataset)
-    null = {}
-    if text is not None:
-        emb, mask = text
-    elif _uses_text(cfg):
-        emb, mask = class_embeddings(cfg.text, names, workdir=workdir)
-        null = _null_condition(cfg, names, workdir)
-    else:  # class-conditional models only: the labels are the condition
-        emb, mask = np.zeros((len(names), 1, 1), np.float32), np.ones((len(names), 1), bool)
-    stages = build_cascade(
-        cfg, text_dim=emb.shape[-1], models=models, traced_guidance=traced_guidance
-    )
+    try:
+        names = class_names(cfg.dataset)
+        null = {}
+        if text is not None:
+            emb, mask = text
+        elif _uses_text(cfg):
+            emb, mask = class_embeddings(cfg.text, names, workdir=workdir)
+            null = _null_condition(cfg, names, workdir)
+        else:  # class-conditional models only: the labels are the condition
+            emb, mask = np.zeros((len(names), 1, 1), np.float32), np.ones((len(names), 1), bool)
+        stages = build_cascade(
+            cfg, text_dim=emb.shape[-1], models=models, traced_guidance=traced_guidance
+        )
 
-    plan = label_plan(labels, int(cfg.per_class))
-    pi = jax.process_index() if process_index is None else process_index
-    pc = jax.process_count() if process_count is None else process_count
-    start, stop = host_range(len(plan), int(cfg.shard_size), pi, pc)
-    out_dir = data.host_dir(out_root, pi, pc)
-    settings = {k: cfg[k].to_dict() for k in _enabled(cfg)}
-    meta = {
-        "num_classes": len(names),
-        "dataset": cfg.dataset,
-        "classes": [names[i] for i in labels],
-        "per_class": int(cfg.per_class),
-        "seed": int(cfg.seed),
-        "first_index": start,
-        "stages": settings,
-    }
-    if out_dir.is_dir():  # reopened: every complete shard must be what its records say
-        try:
-            data.verify_shards(out_dir)
-        except ValueError as e:
-            raise ConfigError(f"cannot resume {str(out_dir)!r}: {e}") from None
-    writer = data.SyntheticShardWriter(
-        out_dir,
-        int(cfg.shard_size),
-        metadata=meta,
-        image_format=cfg.get("image_format", "png"),
-        jpeg_quality=int(cfg.get("jpeg_quality", 95)),
-    )
+        plan = label_plan(labels, int(cfg.per_class))
+        pi = jax.process_index() if process_index is None else process_index
+        pc = jax.process_count() if process_count is None else process_count
+        start, stop = host_range(len(plan), int(cfg.shard_size), pi, pc)
+        out_dir = data.host_dir(out_root, pi, pc)
+        settings = {k: cfg[k].to_dict() for k in _enabled(cfg)}
+        meta = {
+            "num_classes": len(names),
+            "dataset": cfg.dataset,
+            "classes": [names[i] for i in labels],
+            "per_class": int(cfg.per_class),
+            "seed": int(cfg.seed),
+            "first_index": start,
+            "stages": settings,
+        }
+        if out_dir.is_dir():  # reopened: every complete shard must be what its records say
+            try:
+                data.verify_shards(out_dir)
+            except ValueError as e:
+                raise ConfigError(f"cannot resume {str(out_dir)!r}: {e}") from None
+        writer = data.SyntheticShardWriter(
+            out_dir,
+            int(cfg.shard_size),
+            metadata=meta,
+            image_format=cfg.get("image_format", "png"),
+            jpeg_quality=int(cfg.get("jpeg_quality", 95)),
+        )
+    except BaseException:
+        for p in created:
+            shutil.rmtree(p, ignore_errors=True)
+        raise
     done = writer.resume_index
     key = jax.random.key(int(cfg.seed))
     bsz, shard = int(cfg.batch_size), int(cfg.shard_size)
