@@ -16,6 +16,7 @@ by XLA's CPU backend rather than the accelerator's (fusion and layouts differ: a
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -180,7 +181,7 @@ def _classifier_parts(cfg):
     from synthaug.pipeline.classify import recipe_config
 
     recipe = recipe_config(cfg)
-    return cl.train.model_from_config(recipe), recipe, int(recipe.batch_size)
+    return cl.model_from_config(recipe), recipe, int(recipe.batch_size)
 
 
 def _classifier_shapes(model, recipe, batch: int):
@@ -251,7 +252,11 @@ def _compile_step(stage, model, scfg, state, state_specs, sim_axes, per_device, 
     placed = [with_sharding(state, state_specs), with_sharding(b, b_sh)]
     if len(args) == 3:
         placed.append(jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=NamedSharding(mesh, P())))
-    compiled = step.lower(*placed).compile()
+    # A classifier step is a shared jitted function with its static spec bound by a partial.
+    if isinstance(step, functools.partial):
+        compiled = step.func.lower(*placed, **step.keywords).compile()
+    else:
+        compiled = step.lower(*placed).compile()
     stats = compiled.memory_analysis()
     if stats is None:
         return None, "the compiler gave no memory analysis"
