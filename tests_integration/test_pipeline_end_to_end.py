@@ -103,8 +103,9 @@ def test_quick_demo_writes_every_artifact(demo_out):
         assert len(r["cas_top1"]) == cfg["sweep"]["seeds"]
         assert all(_finite(v, 0.0, 1.0) for v in r["cas_top1"])
         assert _finite(r["frechet_distance"], 0.0)
-    # The synthetic set is class-balanced, as configured.
-    assert m["synthetic"]["per_class"] == [cfg["sample"]["per_class"]] * 10
+    # The synthetic set is class-balanced, large enough for the largest size-sweep multiple.
+    per_class = max(cfg["sample"]["per_class"], math.ceil(n_real / 10 * max(cfg["size_sweep"])))
+    assert m["synthetic"]["per_class"] == [per_class] * 10
     assert m["synthetic"]["image_size"] == [32, 32]
     times = m["wall_time_s"]
     for stage in ("text encoder", "finetune base", "finetune sr", "sample", "train classifiers"):
@@ -112,7 +113,7 @@ def test_quick_demo_writes_every_artifact(demo_out):
     assert times["total"] >= sum(v for k, v in times.items() if k != "total") - 1e-6
     assert list((demo_out / "tb").glob("events.out.tfevents.*"))
     manifest = json.loads((demo_out / "synthetic" / "manifest.json").read_text())
-    assert manifest["count_per_class"] == {str(k): cfg["sample"]["per_class"] for k in range(10)}
+    assert manifest["count_per_class"] == {str(k): per_class for k in range(10)}
     assert not list(demo_out.rglob(".*.tmp"))  # no temporary files left
 
 
