@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """ADMUNet against guided-diffusion at the real ADM configs, with random weights.
 
-    /work/wt/toolsvenv/bin/python tools/parity/adm_real_config.py --stage write --dir /tmp/admp
+    FIXTURE_VENV/bin/python tools/parity/adm_real_config.py --stage write --dir /tmp/admp
     .venv/bin/python tools/parity/adm_real_config.py --stage check --dir /tmp/admp
 
 The first stage (fixture venv: torch, guided-diffusion-sdk) builds guided-diffusion's

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """ADMUNet against diffusers' UNet2DConditionModel at DeepFloyd IF-I's real structure.
 
-    /work/wt/toolsvenv/bin/python tools/parity/if_real_structure.py --stage write --dir /tmp/ifp
+    FIXTURE_VENV/bin/python tools/parity/if_real_structure.py --stage write --dir /tmp/ifp
     .venv/bin/python tools/parity/if_real_structure.py --stage check --dir /tmp/ifp
 
 IF-I's configuration as diffusers' ``scripts/convert_if.py`` builds it (64×64, channel_mult
