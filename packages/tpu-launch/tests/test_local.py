@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import jax
@@ -252,3 +253,47 @@ def test_children_do_not_outlive_the_launcher(tmp_path, sig):
         if launcher.poll() is None:
             launcher.kill()
             launcher.communicate()
+
+
+def _records(tmp_path, **records):
+    for pid, line in records.items():
+        (tmp_path / pid.lstrip("p")).write_text(line + "\n")
+    return str(tmp_path)
+
+
+def test_the_process_that_failed_first_is_blamed_whatever_order_exits_are_seen(tmp_path):
+    # Process 1 exits with 2 and records it; process 0 stops because of it and exits with 1,
+    # and its exit is observed first.
+    from synthaug.tpu_launch.local import _first_failure
+
+    directory = _records(tmp_path, p1="100.5 2 first", p0="100.9 1 stopped")
+    exits = [(0, 1), (1, 2)]
+    lock = threading.Lock()
+    assert _first_failure([(0, 1)], directory, exits, lock, [None, None]) == (1, 2)
+
+
+def test_the_earliest_first_record_wins_and_a_signal_death_comes_before_records(tmp_path):
+    from synthaug.tpu_launch.local import _first_failure
+
+    lock = threading.Lock()
+    directory = _records(tmp_path, p0="200.0 1 first", p2="199.0 3 first")
+    exits = [(0, 1), (2, 3)]
+    assert _first_failure([(0, 1)], directory, exits, lock, [None] * 3, settle=0.1) == (2, 3)
+    # A killed process leaves no record; the survivor that noticed it believes it came first.
+    exits = [(0, 1), (1, -9)]
+    assert _first_failure([(0, 1)], directory, exits, lock, [None] * 3, settle=0.1) == (1, -9)
+
+
+def test_without_records_the_first_exit_not_marked_stopped_is_blamed(tmp_path):
+    from synthaug.tpu_launch.local import _first_failure
+
+    lock = threading.Lock()
+    directory = _records(tmp_path, p0="5.0 1 stopped")
+    exits = [(0, 1), (1, 4)]
+    assert _first_failure([(0, 1), (1, 4)], directory, exits, lock, [None] * 2, settle=0.1) == (
+        1,
+        4,
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _first_failure([(0, 1)], str(empty), [(0, 1)], lock, [None], settle=0.1) == (0, 1)

@@ -17,12 +17,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import IO
 
-from ._env import ENV_COORDINATOR_ADDRESS, ENV_NUM_PROCESSES, ENV_PROCESS_ID
+from ._env import ENV_COORDINATOR_ADDRESS, ENV_FAILURE_DIR, ENV_NUM_PROCESSES, ENV_PROCESS_ID
 
 __all__ = ["TIMEOUT_EXIT_CODE", "child_environment", "free_port", "launch_local"]
 
@@ -137,6 +138,67 @@ def _stop_all(procs: Sequence[subprocess.Popen[bytes]], grace_period: float) -> 
             p.wait(timeout=5.0)
 
 
+def _read_failure_records(directory: str) -> dict[int, tuple[float, int, bool]]:
+    """``process index -> (stamp, exit code, failed first)`` from the records processes left."""
+    records: dict[int, tuple[float, int, bool]] = {}
+    for name in os.listdir(directory):
+        if not name.isdigit():
+            continue
+        try:
+            with open(os.path.join(directory, name), encoding="utf-8") as f:
+                stamp, code, kind = f.read().split()
+            records[int(name)] = (float(stamp), int(code), kind == "first")
+        except (OSError, ValueError):
+            continue
+    return records
+
+
+def _first_failure(
+    failed: list[tuple[int, int]],
+    directory: str,
+    exits: list[tuple[int, int]],
+    exit_lock: threading.Lock,
+    procs: Sequence[subprocess.Popen[bytes]],
+    settle: float = 1.0,
+) -> tuple[int, int]:
+    """The process to blame, and its exit code.
+
+    Processes that stop because another one failed exit too, often within milliseconds of
+    it, so the order in which exits are observed does not say which came first. A process
+    that fails under `initialize_runtime` leaves a record saying whether it failed first or
+    stopped because of an earlier failure; this waits up to ``settle`` seconds for the
+    records of the processes that have exited, then blames the earliest that failed first.
+    A process killed by a signal leaves no record and is blamed before any that do (the
+    others notice only after it died).
+    Without such a record the first observed exit of a process that did not record that it
+    stopped because of another (one killed by a signal, a program that does not use the
+    runtime) is blamed.
+    """
+    deadline = time.monotonic() + settle
+    while True:
+        records = _read_failure_records(directory)
+        with exit_lock:
+            done = dict(exits)
+        signalled = [(i, c) for i, c in done.items() if c < 0]
+        if signalled:  # it left no record; the others' failures followed from it
+            return signalled[0]
+        firsts = sorted((stamp, i, code) for i, (stamp, code, first) in records.items() if first)
+        exited_failed = [i for i, c in done.items() if c != 0]
+        if firsts and all(i in records for i in exited_failed):
+            _, i, code = firsts[0]
+            return i, done.get(i, code)
+        if time.monotonic() > deadline or len(done) == len(procs):
+            break
+        time.sleep(0.02)
+    if firsts:
+        _, i, code = firsts[0]
+        return i, done.get(i, code)
+    for i, code in failed:
+        if i not in records:  # killed, or not under the runtime: not stopped by another
+            return i, code
+    return failed[0]
+
+
 def _describe_exit(code: int) -> str:
     if code < 0:
         try:
@@ -202,6 +264,7 @@ def launch_local(
 
     procs: list[subprocess.Popen[bytes]] = []
     threads: list[threading.Thread] = []
+    failure_dir = tempfile.TemporaryDirectory(prefix="synthaug-launch-")
     try:
         wrapper = [sys.executable, "-I", "-S", "-c", _EXEC_WRAPPER, str(os.getpid())]
         for i in range(num_processes):
@@ -212,7 +275,7 @@ def launch_local(
                 coordinator_address=address,
                 devices_per_process=devices_per_process,
                 platform=platform,
-                extra=env,
+                extra={ENV_FAILURE_DIR: failure_dir.name, **(env or {})},
             )
             procs.append(
                 subprocess.Popen(
@@ -252,8 +315,9 @@ def launch_local(
                 done = list(exits)
             failed = [(i, c) for i, c in done if c != 0]
             if failed:
-                i, code = failed[0]
-                others = num_processes - len(done)
+                i, code = _first_failure(failed, failure_dir.name, exits, exit_lock, procs)
+                with exit_lock:
+                    others = num_processes - len(exits)
                 note(
                     f"process {i} failed first: {_describe_exit(code)}"
                     + (f"; stopping the other {others}" if others else "")
@@ -271,3 +335,4 @@ def launch_local(
         _stop_all(procs, grace_period)
         for t in threads:
             t.join(timeout=5.0)
+        failure_dir.cleanup()

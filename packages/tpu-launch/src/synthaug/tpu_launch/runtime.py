@@ -34,6 +34,7 @@ import jax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from ._env import ENV_FAILURE_DIR
 from .distributed import (
     DEFAULT_HEARTBEAT_TIMEOUT,
     DEFAULT_SHUTDOWN_TIMEOUT,
@@ -171,6 +172,33 @@ def first_failure() -> tuple[int, str] | None:
     return pid, message
 
 
+def _record_failure(pid: int, code: int, summary: str, *, first: bool) -> None:
+    """Leave this process's failure where the other processes and the launcher see it."""
+    stamp = f"{time.time():.6f}"
+    client = _client()
+    if client is not None:
+        record = f"{stamp} {pid} {summary}"
+        _with_deadline(lambda: client.key_value_set(f"{_FAILED_DIR}{pid}", record), 2.0)
+    directory = os.environ.get(ENV_FAILURE_DIR)
+    if directory:
+        path = os.path.join(directory, str(pid))
+        try:
+            with open(path + ".tmp", "w", encoding="utf-8") as f:
+                f.write(f"{stamp} {code} {'first' if first else 'stopped'}\n")
+            os.replace(path + ".tmp", path)
+        except OSError:
+            pass
+
+
+def _leave(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code)
+
+
 def _fail_fast_hook(
     exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
 ) -> None:
@@ -180,11 +208,10 @@ def _fail_fast_hook(
         pid, count = jax.process_index(), jax.process_count()
         summary = f"{exc_type.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         earlier = first_failure()
-        client = _client()
-        if client is not None:
-            record = f"{time.time():.6f} {pid} {summary}"
-            _with_deadline(lambda: client.key_value_set(f"{_FAILED_DIR}{pid}", record), 2.0)
-        if earlier is not None and earlier[0] != pid:
+        stopped = earlier is not None and earlier[0] != pid
+        _record_failure(pid, code, summary, first=not stopped)
+        if stopped:
+            assert earlier is not None
             line = (
                 f"[synthaug] process {pid} of {count} stops: process {earlier[0]} failed "
                 f"first ({earlier[1]})"
@@ -196,12 +223,7 @@ def _fail_fast_hook(
             )
         sys.stderr.write(line + "\n")
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        os._exit(code)
+        _leave(code)
 
 
 def exit_code(code: int) -> int:
@@ -220,21 +242,14 @@ def exit_code(code: int) -> int:
       ``code`` (only when alone or when ``code == 0``).
     """
     if code and is_multiprocess():
-        client = _client()
-        if client is not None:
-            pid = jax.process_index()
-            record = f"{time.time():.6f} {pid} exit code {code}"
-            _with_deadline(lambda: client.key_value_set(f"{_FAILED_DIR}{pid}", record), 2.0)
+        pid = jax.process_index()
+        earlier = first_failure()
+        _record_failure(pid, code, f"exit code {code}", first=earlier is None or earlier[0] == pid)
         sys.stderr.write(
-            f"[synthaug] process {jax.process_index()} of {jax.process_count()} failed "
+            f"[synthaug] process {pid} of {jax.process_count()} failed "
             f"(exit code {code}); leaving now so that the other processes stop too\n"
         )
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        os._exit(code)
+        _leave(code)
     return code
 
 
