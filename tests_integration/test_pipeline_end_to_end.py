@@ -56,7 +56,7 @@ def test_quick_demo_writes_every_artifact(demo_out):
             assert im.size[0] > 30 and im.size[1] > 30
 
     m = json.loads((demo_out / "metrics.json").read_text())["demo"]
-    assert set(m["accuracy"]) == {"real", "synthetic", "mixed", "real_full"}
+    assert set(m["accuracy"]) == {"real", "synthetic", "mixed", "real_full", "synthetic_sr"}
     cfg = m["config"]
     seeds = m["seeds"]
     assert len(seeds) == cfg["seeds"] >= 3 and len(set(seeds)) == len(seeds)
@@ -106,9 +106,12 @@ def test_quick_demo_writes_every_artifact(demo_out):
     # The synthetic set is class-balanced, large enough for the largest size-sweep multiple.
     per_class = max(cfg["sample"]["per_class"], math.ceil(n_real / 10 * max(cfg["size_sweep"])))
     assert m["synthetic"]["per_class"] == [per_class] * 10
-    assert m["synthetic"]["image_size"] == [32, 32]
+    assert m["synthetic"]["image_size"] == [16, 16]  # the base model's samples
+    assert m["synthetic_sr"]["image_size"] == [32, 32]
+    assert m["synthetic_sr"]["per_class"] == [cfg["sweep"]["per_class"]] * 10
     times = m["wall_time_s"]
-    for stage in ("text encoder", "finetune base", "finetune sr", "sample", "train classifiers"):
+    stages = ("text encoder", "finetune base", "finetune sr", "sample", "sample sr")
+    for stage in (*stages, "train classifiers"):
         assert _finite(times[stage], 0.0) and times[stage] > 0
     assert times["total"] >= sum(v for k, v in times.items() if k != "total") - 1e-6
     assert list((demo_out / "tb").glob("events.out.tfevents.*"))
@@ -197,3 +200,29 @@ def test_sample_survives_sigkill_and_resumes(cli, demo_out, tmp_path):
     assert any(i not in before for i, _, _ in fresh_rows)
     for i, _, data in fresh_rows:
         assert data == after[i], f"image {i} differs from an uninterrupted run"
+
+
+def test_quick_demo_same_seed_gives_same_numbers(demo_out):
+    """The demo's base synthetic set, re-sampled from its saved base model, and its real and
+    real + synthetic classifiers, re-trained with every seed in a fresh process, equal the
+    run's images and per-seed accuracies exactly."""
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys; from synthaug.pipeline.demo import reproduce; "
+        "print(json.dumps(reproduce(sys.argv[1])))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(demo_out)],
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert again["synthetic_identical"] is True
+    acc = json.loads((demo_out / "metrics.json").read_text())["demo"]["accuracy"]
+    for row in ("real", "mixed"):
+        assert again["top1"][row] == acc[row]["top1_per_seed"], row
