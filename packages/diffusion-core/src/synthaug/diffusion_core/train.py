@@ -18,6 +18,7 @@ from jax.sharding import PartitionSpec as P
 
 from synthaug.diffusion_core.configs import is_super_resolution
 from synthaug.diffusion_core.diffusion import diffusion_loss, upsample_lowres
+from synthaug.diffusion_core.lowres import lowres_settings
 from synthaug.diffusion_core.schedules import get_log_snr_fn
 from synthaug.diffusion_core.sharding import batch_sharding, param_path, state_shardings
 from synthaug.io.checkpoint import Checkpointer
@@ -247,7 +248,7 @@ def _step_body(model, config) -> Callable:
     tx = make_optimizer(config)
     lr_fn = learning_rate_schedule(config)
     log_snr_fn = get_log_snr_fn(d.schedule)
-    aug_fn = get_log_snr_fn(d.aug_schedule)
+    lowres_kw = lowres_settings(d)
     is_sr = is_super_resolution(config)
     decay = float(config.train.ema_decay)
     freeze = tuple(config.train.get("freeze", ()) or ())
@@ -281,9 +282,10 @@ def _step_body(model, config) -> Callable:
             prediction_type=d.prediction_type,
             p_uncond=float(d.p_uncond),
             is_sr=is_sr,
-            aug_log_snr_fn=aug_fn,
+            aug_schedule=lowres_kw["aug_schedule"],
             aug_level_range=(float(d.aug_level_min), float(d.aug_level_max)),
-            resize_method=d.resize_method,
+            resize_method=lowres_kw["resize_method"],
+            aug_order=lowres_kw["order"],
             label_dropout=float(d.get("label_dropout", 0.0)),
         )
 
