@@ -68,7 +68,8 @@ def make_batches(
         perm = np.random.default_rng([seed, epoch]).permutation(n)
         idx = perm[k * batch_size : (k + 1) * batch_size]
         lab = labels[idx]
-        batch = {"image": hi[idx], "text_emb": emb[lab], "text_mask": mask[lab]}
+        # labels: the condition of a class-conditional model (ADM); a text model ignores them
+        batch = {"image": hi[idx], "text_emb": emb[lab], "text_mask": mask[lab], "labels": lab}
         if lo is not None:
             batch["lowres"] = lo[idx]
         return batch
@@ -184,8 +185,13 @@ def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = Non
     workdir = rundir.claim(cfg.workdir, cfg, "finetune")
     dataset = dataset_of(cfg.data.source)
     names = class_names(dataset)
-    emb, mask = class_embeddings(cfg.text, names, workdir=workdir)
     dcfg = diffusion_config(cfg)
+    if dcfg.model.get("text_dim", None) is None and dcfg.model.get("num_classes", None):
+        # A class-conditional model without text (ADM): the labels are the condition, no
+        # text encoder is loaded.
+        emb, mask = np.zeros((len(names), 1, 1), np.float32), np.ones((len(names), 1), bool)
+    else:
+        emb, mask = class_embeddings(cfg.text, names, workdir=workdir)
     check_text_dim(dcfg, emb.shape[-1], "finetune config")
     seed = int(dcfg.train.seed)
     batch_size = int(dcfg.train.batch_size)
