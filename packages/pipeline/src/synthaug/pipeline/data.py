@@ -118,7 +118,6 @@ def count_examples(
     (one read of the share's bytes, no decoding). A file that turns out unreadable when
     decoded is counted.
     """
-    import tensorflow as tf
 
     from synthaug import imagenet_data as data
 
