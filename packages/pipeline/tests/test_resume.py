@@ -103,3 +103,48 @@ def test_finetune_stream_resumes_without_replay(folder, tmp_path, kill_after):
     assert again.saved_steps() == [12, 15, 18]
     layout = tmp_path / "run" / "input_state" / "process-00000-of-00001" / "layout.json"
     assert layout.is_file()
+
+
+def test_finetune_stream_makes_up_unreadable_images_and_resumes(tmp_path):
+    """Two of 18 files are truncated: every epoch still has its 3 full batches of 6 (the
+    missing images come from a second order of the share), resumed in the last of them."""
+    folder = tmp_path / "imagenet"
+    for label in range(2):
+        d = folder / "train" / data.label_to_wnid(label)
+        d.mkdir(parents=True)
+        for i in range(9):
+            img = np.full((10, 12, 3), 100 * label + 9 * i, np.uint8)
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, format="PNG")
+            raw = buf.getvalue()
+            (d / f"{label}_{i}.png").write_bytes(raw[: len(raw) // 2] if i == 4 else raw)
+
+    def stream(work):
+        cfg = config_lib.load_config(
+            "demo/finetune:base",
+            "finetune",
+            [
+                "data.source=imagenet_folder",
+                f"data.data_dir={folder}",
+                "train.save_every=2",
+                "train.keep=2",
+                "train.batch_size=6",
+                f"workdir={work}",
+            ],
+        )
+        return _imagenet_batches(cfg, diffusion_config(cfg), work)
+
+    ref = stream(tmp_path / "ref")
+    want = [ref(i) for i in range(12)]  # 4 epochs of 3 steps
+    for e in range(4):
+        pixels = np.concatenate([want[i]["image"][:, 0, 0, 0] for i in range(3 * e, 3 * e + 3)])
+        assert len(pixels) == 18 and len(set(pixels.tolist())) == 16  # 16 readable, 2 again
+    run = stream(tmp_path / "run")
+    for i in range(9):
+        run(i)
+    again = stream(tmp_path / "run")
+    got = {i: again(i) for i in [8, *range(8, 12)]}  # step 8: the last batch of epoch 2
+    assert again.report() == {"resumed_from": 8, "replayed_batches": 0, "batches_read": 4}
+    for i, batch in got.items():
+        for key in ("image", "labels"):
+            np.testing.assert_array_equal(batch[key], want[i][key], err_msg=f"step {i} {key}")
