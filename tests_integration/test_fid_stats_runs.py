@@ -145,6 +145,19 @@ def test_killed_and_resumed_equals_uninterrupted(setup, uninterrupted):
     stats, summary = _outputs(root / "killed")
     want_stats, want_summary = uninterrupted
     assert summary["resumed_from"] == consumed  # the counted images were not counted again
+    # nor read again: the reader is restored at batch consumed / 2 and reads the rest
+    batches = want_summary["input"]["batches_read"]
+    assert want_summary["input"] == {
+        "resumed_from": None,
+        "replayed_batches": 0,
+        "batches_read": batches,
+    }
+    assert batches == -(-want_summary["read"] // 2)
+    assert summary["input"] == {
+        "resumed_from": consumed // 2,
+        "replayed_batches": 0,
+        "batches_read": batches - consumed // 2,
+    }
     for key in ("num_images", "skipped", "read"):
         assert summary[key] == want_summary[key], key
     for key, want in want_stats.items():
