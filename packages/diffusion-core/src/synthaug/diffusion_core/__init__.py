@@ -26,7 +26,15 @@ from synthaug.diffusion_core.diffusion import (
 )
 from synthaug.diffusion_core.efficient_unet import EfficientUNet
 from synthaug.diffusion_core.finetune import MergeReport, init_from_pretrained, merge_params
-from synthaug.diffusion_core.lowres import if_augment_lowres, resize_align_corners
+from synthaug.diffusion_core.lowres import (
+    AUG_ORDERS,
+    aug_step,
+    condition_lowres,
+    if_augment_lowres,
+    lowres_settings,
+    quantize_aug_level,
+    resize_align_corners,
+)
 from synthaug.diffusion_core.schedules import (
     LOG_SNR_MAX,
     LOG_SNR_MIN,
@@ -101,6 +109,11 @@ __all__ = [
     "get_log_snr_fn",
     "get_preset",
     "if_augment_lowres",
+    "lowres_settings",
+    "quantize_aug_level",
+    "condition_lowres",
+    "aug_step",
+    "AUG_ORDERS",
     "init_from_pretrained",
     "is_super_resolution",
     "learning_rate_schedule",
