@@ -149,3 +149,18 @@ def test_non_positive_step_counts_are_refused_before_writing(tmp_path, cli_fails
     ):
         cli_fails([*argv, f"--config.workdir={work}"], needle, ">= ")
     assert dir_listing(tmp_path) == {}
+
+
+def test_finetune_rejects_an_unknown_lowres_order(tmp_path, cli_fails, dir_listing):
+    for key, value in (("aug_order", "upsample_first"), ("resize_method", "area")):
+        cli_fails(
+            [
+                "finetune",
+                "--config",
+                "demo/finetune:sr",
+                f"--config.workdir={tmp_path / 'w'}",
+                f"--config.diffusion.{key}={value}",
+            ],
+            f"diffusion.{key} must be one of",
+        )
+    assert dir_listing(tmp_path) == {}

@@ -28,6 +28,7 @@ from synthaug.diffusion_core.efficient_unet import EfficientUNet
 from synthaug.diffusion_core.finetune import MergeReport, init_from_pretrained, merge_params
 from synthaug.diffusion_core.lowres import (
     AUG_ORDERS,
+    RESIZE_METHODS,
     aug_step,
     condition_lowres,
     if_augment_lowres,
@@ -114,6 +115,7 @@ __all__ = [
     "condition_lowres",
     "aug_step",
     "AUG_ORDERS",
+    "RESIZE_METHODS",
     "init_from_pretrained",
     "is_super_resolution",
     "learning_rate_schedule",

@@ -49,13 +49,16 @@ __all__ = [
 ]
 
 AUG_ORDERS = ("noise_then_resize", "resize_then_noise", "resize_only")
-RESIZE_METHODS = (
+RESIZE_METHODS = (  # jax.image.resize's methods and PyTorch's align-corners bilinear
     "bilinear",
     "bilinear_align_corners",
     "nearest",
     "linear",
+    "trilinear",
+    "triangle",
     "cubic",
     "bicubic",
+    "tricubic",
     "lanczos3",
     "lanczos5",
 )

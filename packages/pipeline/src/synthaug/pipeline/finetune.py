@@ -27,6 +27,12 @@ def check_finetune(cfg) -> None:
     check_source(cfg.data)
     if cfg.init_checkpoint:
         require_dir(cfg.init_checkpoint, "initial checkpoint (init_checkpoint)")
+    from synthaug import diffusion_core as dc
+
+    try:  # the SR conditioning's order and resize method
+        dc.lowres_settings(cfg)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     for key in ("num_steps", "batch_size", "save_every", "log_every", "keep"):
         if key in cfg.train and int(cfg.train[key]) < 1:
             raise ConfigError(f"train.{key} must be >= 1, got {cfg.train[key]}")
