@@ -145,6 +145,9 @@ def _sources_digest() -> str:
 def fixtures(session: nox.Session) -> None:
     """Regenerate the golden fixture files from the reference implementations (needs torch)."""
     session.install("-r", "tools/bench/requirements.txt")
+    # DeepFloyd IF's original model code (make_if_lowres_augmentation.py): its metadata pins
+    # torch<2 and diffusers~=0.16, while the model modules used need only torch and numpy.
+    session.install("--no-deps", "deepfloyd-if==1.0.1")
     scripts = sorted((ROOT / "tools" / "fixtures").glob("make_*.py"))
     for script in scripts:
         if session.posargs and not any(a in script.name for a in session.posargs):

@@ -2,7 +2,9 @@
 give what 1 process x 4 devices and 1 process x 1 device give; a lost process ends the job.
 
 Every run is a real ``synthaug`` command line in subprocesses (the launcher starts JAX's
-distributed runtime in each process through ``JAX_COORDINATOR_ADDRESS`` & co.).
+distributed runtime in each process through ``JAX_COORDINATOR_ADDRESS`` & co.). Each stage
+runs once per layout in a module fixture; the 1x1 sample set and classifier are what the
+``evaluate`` runs measure.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ import time
 import numpy as np
 import pytest
 
+from synthaug.pipeline.demo import FAST_COMPILE_FLAGS
+
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
+# Every run of every layout compiles with the demo's quick-compile XLA flags (a third of the
+# compile time of these tiny networks; the layouts are compared under the same flags).
+FAST_XLA = " ".join(FAST_COMPILE_FLAGS)
+LAYOUTS = ("1x1", "1x4", "2x2")
 
 
 def synthaug_cmd() -> list[str]:
@@ -31,7 +39,7 @@ SAMPLE = [
     "--config",
     "demo/sample",
     "--config.sr1.enabled=false",
-    "--config.per_class=1",  # the ten digits
+    "--config.per_class=2",  # two of each digit
     "--config.shard_size=4",
     "--config.batch_size=4",
     "--config.base.steps=3",
@@ -45,14 +53,14 @@ def _launcher() -> list[str]:
 
 def _run(layout: str, args: list[str], *, timeout: float = 900) -> subprocess.CompletedProcess:
     """``synthaug ARGS`` as 1x1, 1x4 (one process, four CPU devices) or 2x2 (launcher)."""
-    env = {**ENV, "JAX_PLATFORMS": "cpu"}
+    env = {**ENV, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": FAST_XLA}
     for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
         env.pop(name, None)
-    if layout == "2x2":
+    if layout == "2x2":  # the launcher adds the device count to XLA_FLAGS
         cmd = [*_launcher(), "local", "-n", "2", "-k", "2", "--", *synthaug_cmd(), *args]
     else:
         cmd = [*synthaug_cmd(), *args]
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={layout[-1]}"
+        env["XLA_FLAGS"] += f" --xla_force_host_platform_device_count={layout[-1]}"
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{layout}: {proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
@@ -83,7 +91,7 @@ models.write_model_info("{workdir}", cfg.preset, dcfg)
 """
     proc = subprocess.run(
         [sys.executable, "-c", code],
-        env={**ENV, "JAX_PLATFORMS": "cpu"},
+        env={**ENV, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": FAST_XLA},
         capture_output=True,
         text=True,
         timeout=300,
@@ -103,23 +111,30 @@ def _images(out_dir: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.asarray(labels)
 
 
-def test_sample_2x2_equals_1x4_and_1x1(base_checkpoint, tmp_path):
+@pytest.fixture(scope="module")
+def sampled(base_checkpoint, tmp_path_factory) -> dict[str, pathlib.Path]:
+    """``sample`` of two images per digit in each layout: ``{layout: out_dir}`` (the 1x1 set
+    is also what ``evaluate`` measures below)."""
     workdir, cache = base_checkpoint
+    root = tmp_path_factory.mktemp("sample")
     args = [*SAMPLE, f"--config.base.checkpoint={workdir}", f"--config.text.cache={cache}"]
-    out = {}
-    for layout in ("1x1", "1x4", "2x2"):
-        _run(layout, [*args, f"--config.out_dir={tmp_path / layout}"])
-        out[layout] = _images(tmp_path / layout)
+    for layout in LAYOUTS:
+        _run(layout, [*args, f"--config.out_dir={root / layout}"])
+    return {layout: root / layout for layout in LAYOUTS}
+
+
+def test_sample_2x2_equals_1x4_and_1x1(sampled):
+    out = {layout: _images(d) for layout, d in sampled.items()}
     # Each process of the 2x2 run wrote its own disjoint part.
-    hosts = sorted(p.name for p in (tmp_path / "2x2").glob("host-*"))
+    hosts = sorted(p.name for p in sampled["2x2"].glob("host-*"))
     assert hosts == ["host-00000-of-00002", "host-00001-of-00002"]
     x1, y1 = out["1x1"]
-    assert x1.shape == (10, 16, 16, 3) and sorted(y1.tolist()) == list(range(10))
+    assert x1.shape == (20, 16, 16, 3) and sorted(y1.tolist()) == sorted(2 * list(range(10)))
     for layout in ("1x4", "2x2"):
         x, y = out[layout]
         np.testing.assert_array_equal(y, y1)
         np.testing.assert_array_equal(x, x1)  # bit-identical images, none missing or doubled
-    assert len({img.tobytes() for img in x1}) == 10
+    assert len({img.tobytes() for img in x1}) == 20
 
 
 def test_a_killed_process_ends_the_job_within_60_s_naming_it(base_checkpoint, tmp_path):
@@ -134,7 +149,7 @@ def test_a_killed_process_ends_the_job_within_60_s_naming_it(base_checkpoint, tm
         f"--config.text.cache={cache}",
         f"--config.out_dir={tmp_path / 'out'}",
     ]
-    env = {**ENV, "JAX_PLATFORMS": "cpu"}
+    env = {**ENV, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": FAST_XLA}
     cmd = [*_launcher(), "local", "-n", "2", "-k", "2", "--", *synthaug_cmd(), *args]
     launcher = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -184,7 +199,11 @@ def _metrics(workdir: pathlib.Path) -> dict:
     return json.loads((workdir / "metrics.json").read_text())
 
 
-def test_train_classifier_2x2_equals_1x4_and_1x1(tmp_path):
+@pytest.fixture(scope="module")
+def classifiers(tmp_path_factory) -> dict[str, pathlib.Path]:
+    """One epoch of ``train-classifier`` in each layout: ``{layout: workdir}`` (the 1x1
+    classifier is also what ``evaluate`` measures below)."""
+    root = tmp_path_factory.mktemp("classifier")
     args = [
         "train-classifier",
         "--config",
@@ -193,10 +212,26 @@ def test_train_classifier_2x2_equals_1x4_and_1x1(tmp_path):
         "--config.recipe.batch_size=32",
         "--config.data.real.per_class=8",
     ]
+    for layout in LAYOUTS:
+        _run(layout, [*args, f"--config.workdir={root / layout}"])
+    return {layout: root / layout for layout in LAYOUTS}
+
+
+def _tb_scalars(workdir: pathlib.Path, tag: str) -> dict[int, float]:
+    """``{step: value}`` of a scalar in the run's TensorBoard event files."""
+    import tensorflow as tf
+
     out = {}
-    for layout in ("1x1", "1x4", "2x2"):
-        _run(layout, [*args, f"--config.workdir={tmp_path / layout}"])
-        out[layout] = _metrics(tmp_path / layout)["train_classifier"]
+    for path in sorted((workdir / "tb").glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for v in event.summary.value:
+                if v.tag == tag:
+                    out[int(event.step)] = float(v.simple_value)
+    return out
+
+
+def test_train_classifier_2x2_equals_1x4_and_1x1(classifiers):
+    out = {layout: _metrics(d)["train_classifier"] for layout, d in classifiers.items()}
     ref = out["1x1"]
     assert ref["eval_examples"] == 359  # the digits test split, every example once
     for layout in ("1x4", "2x2"):
@@ -208,7 +243,7 @@ def test_train_classifier_2x2_equals_1x4_and_1x1(tmp_path):
         np.testing.assert_allclose(got["final_train_loss"], ref["final_train_loss"], rtol=1e-5)
 
 
-def test_finetune_2x2_equals_1x1(tmp_path):
+def test_finetune_2x2_equals_1x4_and_1x1(tmp_path):
     """Two steps of the tiny base U-Net: the same losses and final EMA parameters."""
     args = [
         "finetune",
@@ -221,19 +256,82 @@ def test_finetune_2x2_equals_1x1(tmp_path):
         "--config.train.batch_size=8",
         f"--config.text.cache={tmp_path / 'text_cache.npz'}",
     ]
-    for layout in ("1x1", "2x2"):
+    for layout in LAYOUTS:
         _run(layout, [*args, f"--config.workdir={tmp_path / layout}"], timeout=900)
-    m1, m2 = (_metrics(tmp_path / k) for k in ("1x1", "2x2"))
-    np.testing.assert_allclose(
-        m2["finetune"]["final_loss"], m1["finetune"]["final_loss"], rtol=1e-5
-    )
-    assert m2["finetune"]["steps"] == m1["finetune"]["steps"] == 2
     import jax
 
     from synthaug import diffusion_core as dc
 
+    m1 = _metrics(tmp_path / "1x1")["finetune"]
+    loss1 = _tb_scalars(tmp_path / "1x1", "train/loss")
     e1 = jax.tree.leaves(dc.load_params(tmp_path / "1x1" / "checkpoints"))
-    e2 = jax.tree.leaves(dc.load_params(tmp_path / "2x2" / "checkpoints"))
-    assert len(e1) == len(e2)
-    for a, b in zip(e1, e2, strict=True):
-        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-8)
+    assert m1["steps"] == 2 and sorted(loss1) == [1, 2]
+    for layout in ("1x4", "2x2"):
+        m = _metrics(tmp_path / layout)["finetune"]
+        assert m["steps"] == 2
+        np.testing.assert_allclose(m["final_loss"], m1["final_loss"], rtol=1e-5)
+        loss = _tb_scalars(tmp_path / layout, "train/loss")  # the loss of every step
+        assert sorted(loss) == [1, 2]
+        for step in loss1:
+            np.testing.assert_allclose(loss[step], loss1[step], rtol=1e-5)
+        e = jax.tree.leaves(dc.load_params(tmp_path / layout / "checkpoints"))
+        assert len(e) == len(e1)
+        for a, b in zip(e1, e, strict=True):
+            np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-8)
+
+
+@pytest.fixture(scope="module")
+def inception(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path]:
+    """Random FID Inception weights (the metrics tests' generator) and reference statistics."""
+    from synthaug import metrics as mt
+
+    root = tmp_path_factory.mktemp("inception")
+    weights, reference = root / "inception.npz", root / "reference.npz"
+    np.savez(weights, **mt.random_state_dict(mt.fid_inception_torch_shapes(), seed=0))
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(64, 2048))
+    np.savez(reference, mu=feats.mean(0), sigma=np.cov(feats, rowvar=False))
+    return weights, reference
+
+
+def test_evaluate_2x2_equals_1x4_and_1x1(sampled, classifiers, inception, tmp_path):
+    """FID, IS and the accuracy of a classifier on the digits test split, in one run per
+    layout: the accuracy counts exactly; the synthetic set's pool3 statistics to float32
+    round-off against 1x1 (one device runs batches of 4 images, four devices one image
+    each: the features differ in their last bits) and to float64 round-off between 1x4
+    and 2x2 (the same per-device batches; only the cross-process reduction differs)."""
+    weights, reference = inception
+    args = [
+        "evaluate",
+        "--config",
+        "paper/evaluate:train64",
+        "--config.metrics=fid,inception_score,accuracy",
+        f"--config.samples_dir={sampled['1x1']}",
+        f"--config.reference={reference}",
+        f"--config.inception_checkpoint={weights}",
+        f"--config.classifier_dir={classifiers['1x1']}",
+        "--config.real.source=digits",
+        "--config.real.split=test",
+        "--config.batch_size=4",
+    ]
+    out, stats = {}, {}
+    for layout in LAYOUTS:
+        _run(layout, [*args, f"--config.workdir={tmp_path / layout}"])
+        out[layout] = _metrics(tmp_path / layout)["evaluate"]
+        with np.load(tmp_path / layout / "sample_stats.npz") as f:
+            stats[layout] = {k: f[k] for k in ("mu", "sigma")}
+    ref, s1 = out["1x1"], stats["1x1"]
+    assert ref["eval_examples"] == 359 and ref["num_samples"] == 20
+    assert s1["mu"].shape == (2048,) and s1["sigma"].shape == (2048, 2048)
+    assert ref["inception_score"] > 1 + 1e-6  # two images per split: not the trivial 1
+    for layout in ("1x4", "2x2"):
+        got, s = out[layout], stats[layout]
+        assert got["eval_examples"] == 359 and got["num_samples"] == 20
+        assert round(got["top1"] * 359) == round(ref["top1"] * 359)
+        assert round(got["top5"] * 359) == round(ref["top5"] * 359)
+        for k in ("mu", "sigma"):  # float32 features: 1e-5 of the largest entry
+            np.testing.assert_allclose(s[k], s1[k], rtol=0, atol=1e-5 * np.abs(s1[k]).max())
+        np.testing.assert_allclose(got["fid"], ref["fid"], rtol=1e-6)
+        np.testing.assert_allclose(got["inception_score"], ref["inception_score"], rtol=1e-6)
+    for k in ("mu", "sigma"):  # the exact float64 reduction over processes
+        np.testing.assert_allclose(stats["2x2"][k], stats["1x4"][k], rtol=1e-12, atol=1e-14)

@@ -75,6 +75,25 @@ def test_resume_passes_over_a_truncated_latest_step(tmp_path, caplog):
     assert "\n" not in str(info.value)
 
 
+def test_resume_asks_a_callable_input_for_no_batch_before_the_restored_step(tmp_path):
+    """A resumed run's first request is the restored step's batch (the shape example), so an
+    input that positions itself reads none of the batches trained on before."""
+    model, config, data = resume_setup()
+    kw = dict(num_steps=6, checkpoint_dir=str(tmp_path), save_every=2, keep=3, log_every=1)
+    straight, _ = train(model, config, data, num_steps=6, log_every=1)
+    train(model, config, data, **{**kw, "num_steps": 4})
+    asked = []
+
+    def recorded(step):
+        asked.append(int(step))
+        return data(step)
+
+    resumed, history = train(model, config, recorded, **kw)
+    assert asked[0] == 4 and min(asked) == 4 and sorted(set(asked)) == [4, 5]
+    assert [h["step"] for h in history] == [5, 6]
+    _assert_identical(resumed, straight)
+
+
 def test_sigkill_and_resume_is_bit_identical(tmp_path):
     model, config, data = resume_setup()
     # 10 steps in a real process, killed with SIGKILL once checkpoint 10 is on disk. It

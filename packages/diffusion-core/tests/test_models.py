@@ -211,20 +211,30 @@ def test_remat_does_not_change_the_function():
         "model_channels": 4,
         "channel_mult": (1,),
         "num_res_blocks": 1,
-        "attention_resolutions": (),
-        "cross_attention_resolutions": (),
+        "attention_resolutions": (8,),
+        "cross_attention_resolutions": (8,),
         "num_head_channels": 4,
-        "text_dim": None,
+        "text_dim": 6,
         "num_groups": 2,
     }
     m1 = make_model(ml_collections.ConfigDict(base))
     m2 = make_model(ml_collections.ConfigDict({**base, "remat": True}))
     x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
     t = jnp.array([0.2, 0.7])
+    text = jax.random.normal(jax.random.key(2), (2, 5, 6))
+    mask = jnp.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
     params = random_params(ml_collections.ConfigDict(base), seed=1)
+    # Residual and attention blocks are rematerialised under the same parameter names.
+    assert jax.tree.structure(params) == jax.tree.structure(
+        jax.eval_shape(lambda: m2.init(jax.random.key(0), x, t, text, mask)["params"])
+    )
+
+    # Every residual block (5) and attention block (down, mid and two up: 4) is one.
+    jaxpr = jax.make_jaxpr(lambda p: m2.apply({"params": p}, x, t, text, mask))(params)
+    assert sum(e.primitive.name.startswith("remat") for e in jaxpr.jaxpr.eqns) == 9
 
     def loss(model, p):
-        return jnp.sum(model.apply({"params": p}, x, t) ** 2)
+        return jnp.sum(model.apply({"params": p}, x, t, text, mask) ** 2)
 
     g1 = jax.jit(jax.grad(lambda p: loss(m1, p)))(params)
     g2 = jax.jit(jax.grad(lambda p: loss(m2, p)))(params)

@@ -148,4 +148,25 @@ def test_non_positive_step_counts_are_refused_before_writing(tmp_path, cli_fails
         ),
     ):
         cli_fails([*argv, f"--config.workdir={work}"], needle, ">= ")
+    base = ["finetune", "--config", "demo/finetune:base", f"--config.workdir={work}"]
+    cli_fails([*base, "--config.train.grad_accum_steps=0"], "train.grad_accum_steps must be >= 1")
+    cli_fails(
+        [*base, "--config.train.batch_size=6", "--config.train.grad_accum_steps=4"],
+        "train.grad_accum_steps 4 must divide train.batch_size 6",
+    )
+    assert dir_listing(tmp_path) == {}
+
+
+def test_finetune_rejects_an_unknown_lowres_order(tmp_path, cli_fails, dir_listing):
+    for key, value in (("aug_order", "upsample_first"), ("resize_method", "area")):
+        cli_fails(
+            [
+                "finetune",
+                "--config",
+                "demo/finetune:sr",
+                f"--config.workdir={tmp_path / 'w'}",
+                f"--config.diffusion.{key}={value}",
+            ],
+            f"diffusion.{key} must be one of",
+        )
     assert dir_listing(tmp_path) == {}

@@ -110,3 +110,23 @@ def test_if_sample_config_runs_the_method_on_the_if_cascade():
     assert cfg.base.guidance > 1 and cfg.sr1.guidance > 1
     assert cfg.text.max_length == 77 and cfg.text.prompt_template == "{}"
     assert cfg.sr1.aug_level == 0.25 and cfg.per_class == 1200
+
+
+@pytest.mark.parametrize(
+    "preset, order, resize",
+    [
+        ("if_ii_l", "resize_then_noise", "bilinear_align_corners"),
+        ("tiny_if_sr", "resize_then_noise", "bilinear_align_corners"),
+        ("adm_sr_256", "resize_only", "bilinear"),
+        ("imagen_sr_256", "noise_then_resize", "bilinear"),
+    ],
+)
+def test_sample_conditions_each_sr_stage_as_its_preset_was_trained(preset, order, resize):
+    """``sample`` builds each SR stage with its preset's diffusion.aug_order, aug_schedule and
+    resize_method (diffusion-core's condition_lowres, the function finetune trains with)."""
+    from synthaug.pipeline.sample import _pretrained_settings
+
+    cfg = dc.get_preset(preset)
+    settings = _pretrained_settings(cfg)
+    assert settings["aug_order"] == order and settings["upsample_method"] == resize
+    assert settings["aug_schedule"] == cfg.diffusion.aug_schedule

@@ -1,5 +1,7 @@
 """The cascade: stage wiring, conditioning, noise augmentation and the paper's settings."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -97,6 +99,43 @@ def test_cascade_noise_augmentation_level():
     alpha, sigma = alpha_sigma(cosine_log_snr(jnp.float32(0.5)))
     resid = (np.asarray(noisy) - float(alpha) * np.asarray(outs[1])) / float(sigma)
     assert abs(resid.std() - 1.0) < 0.1
+
+
+def test_cascade_conditions_an_if_stage_in_its_order():
+    """A stage with DeepFloyd IF-II's settings (its preset's aug_order, aug_schedule and
+    resize_method) gets diffusion-core's resize-then-noise input, the one training uses."""
+    from synthaug.diffusion_core import condition_lowres, discrete_schedule, resize_align_corners
+
+    stages = _stages(thresholding=None)
+    stages[2] = dataclasses.replace(
+        stages[2],
+        aug_level=0.25,
+        aug_order="resize_then_noise",
+        aug_schedule="nichol_cosine",
+        upsample_method="bilinear_align_corners",
+    )
+    outs = cascade_sample(stages, jax.random.key(3), cond=TEXT)
+    key_aug = jax.random.split(jax.random.fold_in(jax.random.key(3), 2))[0]
+    cond = condition_lowres(
+        outs[1],
+        rng=key_aug,
+        aug_level=0.25,
+        out_size=16,
+        order="resize_then_noise",
+        aug_schedule="nichol_cosine",
+        resize_method="bilinear_align_corners",
+    )
+    np.testing.assert_allclose(outs[2], cond, atol=1e-5)
+    # resized first (align corners), then noised at step 250 of the discrete cosine schedule
+    ac = float(discrete_schedule("nichol_cosine").alphas_cumprod[250])
+    noise = jax.random.normal(key_aug, (B, 16, 16, 3))
+    want = ac**0.5 * resize_align_corners(outs[1], 16) + (1 - ac) ** 0.5 * noise
+    np.testing.assert_allclose(outs[2], want, atol=1e-5)
+
+
+def test_cascade_stage_rejects_an_unknown_order():
+    with pytest.raises(ValueError, match="aug_order must be one of"):
+        CascadeStage(model_fn=base_x0_model, schedule="cosine", resolution=4, aug_order="x")
 
 
 def test_paper_settings_are_the_final_table():

@@ -26,7 +26,16 @@ from synthaug.diffusion_core.diffusion import (
 )
 from synthaug.diffusion_core.efficient_unet import EfficientUNet
 from synthaug.diffusion_core.finetune import MergeReport, init_from_pretrained, merge_params
-from synthaug.diffusion_core.lowres import if_augment_lowres, resize_align_corners
+from synthaug.diffusion_core.lowres import (
+    AUG_ORDERS,
+    RESIZE_METHODS,
+    aug_step,
+    condition_lowres,
+    if_augment_lowres,
+    lowres_settings,
+    quantize_aug_level,
+    resize_align_corners,
+)
 from synthaug.diffusion_core.schedules import (
     LOG_SNR_MAX,
     LOG_SNR_MIN,
@@ -53,6 +62,7 @@ from synthaug.diffusion_core.sharding import (
 from synthaug.diffusion_core.train import (
     NonFiniteLossError,
     TrainState,
+    accumulated_value_and_grad,
     create_train_state,
     ema_update,
     freeze_labels,
@@ -84,6 +94,7 @@ __all__ = [
     "TrainState",
     "UNet",
     "abstract_params",
+    "accumulated_value_and_grad",
     "alpha_sigma",
     "alpha_squared",
     "augment_lowres",
@@ -101,6 +112,12 @@ __all__ = [
     "get_log_snr_fn",
     "get_preset",
     "if_augment_lowres",
+    "lowres_settings",
+    "quantize_aug_level",
+    "condition_lowres",
+    "aug_step",
+    "AUG_ORDERS",
+    "RESIZE_METHODS",
     "init_from_pretrained",
     "is_super_resolution",
     "learning_rate_schedule",

@@ -42,6 +42,7 @@ from synthaug.diffusion_core.layers import (
     Upsample,
     sinusoidal_embedding,
 )
+from synthaug.diffusion_core.lowres import aug_step
 
 Array = jnp.ndarray
 
@@ -267,7 +268,8 @@ class ADMUNet(nn.Module):
     (0, 1]; ``text_emb [B,L,text_dim]`` for IF (``text_mask`` is accepted and ignored);
     ``labels [B]`` int class ids for a class-conditional ADM (-1: no label); ``lowres [B,H,W,C]`` (already
     at the output resolution) for super-resolution models; ``aug_level [B]`` in [0, 1] for
-    IF-II (its noise-level embedding sees the integer step ``round(aug_level * N)``).
+    IF-II (its noise-level embedding sees the integer step ``round(aug_level * N)`` clipped to
+    ``N - 1``: :func:`~synthaug.diffusion_core.aug_step`).
     Returns ``[B,H,W,out_channels]`` float32: eps, then (``out_channels = 2C``) the
     learned-range variance interpolation ``v`` in [-1, 1].
 
@@ -380,7 +382,8 @@ class ADMUNet(nn.Module):
         if self.aug_embedding:
             if aug_level is None:
                 raise ValueError("this super-resolution model needs aug_level [B]")
-            steps = jnp.round(jnp.asarray(aug_level, jnp.float32) * self.num_timesteps)
+            # the integer step the low-res input was noised at (lowres.aug_step)
+            steps = aug_step(aug_level, self.num_timesteps).astype(jnp.float32)
             emb = emb + _MLPEmbedding(
                 emb_dim, freq_dim, self.activation, dt, pdt, name="aug_embed"
             )(steps)

@@ -48,10 +48,16 @@ def _diffusion(*, schedule: str, lowres_size: int = 0) -> ml_collections.ConfigD
             # probability (classifier-free guidance on labels)
             "label_dropout": 0.0,
             "lowres_size": lowres_size,  # SR models: resolution of the conditioning image
+            # how the low-res image becomes the model's input (synthaug.diffusion_core.lowres):
+            # "noise_then_resize" (Imagen), "resize_then_noise" (DeepFloyd IF-II: resized,
+            # then noised at the integer step round(level * 1000) of the discrete
+            # aug_schedule) or "resize_only" (ADM's upsamplers: no noise)
+            "aug_order": "noise_then_resize",
             "aug_schedule": "cosine",  # noise-conditioning augmentation schedule
             "aug_level_min": 0.0,  # training augmentation level ~ U(min, max)
             "aug_level_max": 1.0,
             "sample_aug_level": 0.0,  # the fixed level used at sampling time
+            # a jax.image.resize method or "bilinear_align_corners" (PyTorch's align_corners)
             "resize_method": "bilinear",
             # "fixed" (the log-variance mix) or "learned_range" (the model's extra channels)
             "variance": "fixed",
@@ -95,6 +101,9 @@ def _train(*, batch_size: int, steps: int) -> ml_collections.ConfigDict:
             "keep": 3,
             "log_every": 100,
             "freeze": (),  # regexes of '/'-joined parameter paths that are not trained
+            # Micro-batches per step: the batch's gradient is the mean of this many
+            # micro-batch gradients, computed one after another (less activation memory).
+            "grad_accum_steps": 1,
         }
     )
 
@@ -252,6 +261,14 @@ def _pretrained_config(model: dict, *, schedule: str, lowres_size: int = 0):
         cfg.diffusion.variance = "learned_range"
         if lowres_size:
             cfg.diffusion.aug_schedule = schedule
+            if model.get("aug_embedding", False):
+                # DeepFloyd IF-II: align-corners resize, then noise at the integer step
+                cfg.diffusion.aug_order = "resize_then_noise"
+                cfg.diffusion.resize_method = "bilinear_align_corners"
+            else:
+                # ADM's upsamplers were trained on the resized image without noise
+                cfg.diffusion.aug_order = "resize_only"
+                cfg.diffusion.aug_level_max = 0.0
     return cfg
 
 
@@ -392,6 +409,9 @@ def tiny_adm_sr() -> ml_collections.ConfigDict:
         cfg.model.lowres_channels = 3
         cfg.diffusion.schedule = "ddpm_linear"
         cfg.diffusion.lowres_size = 16
+        cfg.diffusion.aug_schedule = "ddpm_linear"
+        cfg.diffusion.aug_order = "resize_only"
+        cfg.diffusion.aug_level_max = 0.0
     return cfg
 
 

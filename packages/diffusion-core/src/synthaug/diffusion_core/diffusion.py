@@ -14,7 +14,13 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from synthaug.diffusion_core.schedules import alpha_sigma, get_log_snr_fn
+from synthaug.diffusion_core.lowres import (
+    augment_lowres,
+    condition_lowres,
+    quantize_aug_level,
+    upsample_lowres,
+)
+from synthaug.diffusion_core.schedules import alpha_sigma
 
 Array = jnp.ndarray
 
@@ -149,53 +155,6 @@ def drop_text(
     return text_emb * keep[:, None, None].astype(text_emb.dtype), text_mask & keep[:, None]
 
 
-def upsample_lowres(lowres: Array, *, size: int | tuple[int, int], method: str = "bilinear"):
-    """Resize a low-res batch ``[B, h, w, C]`` to ``[B, H, W, C]``."""
-    chex.assert_rank(lowres, 4)
-    hw = (size, size) if isinstance(size, int) else tuple(size)
-    b, _, _, c = lowres.shape
-    return jax.image.resize(lowres, (b, *hw, c), method=method).astype(lowres.dtype)
-
-
-def augment_lowres(
-    lowres: Array,
-    *,
-    rng: jax.Array,
-    aug_level: Array,
-    out_size: int | tuple[int, int],
-    log_snr_fn: Callable[[Array], Array] | None = None,
-    method: str = "bilinear",
-) -> Array:
-    """Noise-conditioning augmentation: noise the low-res image at ``aug_level``, upsample.
-
-    The low-res image (at its own resolution) is diffused to time ``aug_level`` with the
-    variance-preserving forward process of ``log_snr_fn`` (cosine by default), then resized to
-    the output resolution. The same function serves training (random levels, in
-    :func:`diffusion_loss`) and sampling (a fixed level, 0 giving an almost clean image, in
-    the samplers' cascade), so the two agree by construction.
-
-    Args:
-      lowres: ``[B, h, w, C]`` in [-1, 1].
-      rng: key for the noise.
-      aug_level: ``[B]`` levels in [0, 1], or one level for the whole batch.
-      out_size: the output resolution.
-      log_snr_fn: the augmentation schedule.
-      method: the resize method.
-
-    Returns:
-      ``[B, H, W, C]``: the upsampled, augmented low-res image.
-    """
-    chex.assert_rank(lowres, 4)
-    aug_level = jnp.asarray(aug_level, jnp.float32)
-    if aug_level.ndim:
-        chex.assert_shape(aug_level, (lowres.shape[0],))
-    aug_level = jnp.broadcast_to(aug_level, (lowres.shape[0],))
-    log_snr_fn = log_snr_fn or get_log_snr_fn("cosine")
-    noise = jax.random.normal(rng, lowres.shape, lowres.dtype)
-    noisy = q_sample(x=lowres, eps=noise, log_snr=log_snr_fn(aug_level))
-    return upsample_lowres(noisy.astype(lowres.dtype), size=out_size, method=method)
-
-
 def diffusion_loss(
     apply_fn: Callable[..., Array],
     params: Any,
@@ -206,9 +165,10 @@ def diffusion_loss(
     prediction_type: str = "eps",
     p_uncond: float = 0.1,
     is_sr: bool = False,
-    aug_log_snr_fn: Callable[[Array], Array] | None = None,
+    aug_schedule: str = "cosine",
     aug_level_range: tuple[float, float] = (0.0, 1.0),
     resize_method: str = "bilinear",
+    aug_order: str = "noise_then_resize",
     label_dropout: float = 0.0,
 ) -> tuple[Array, dict[str, Array]]:
     """The Imagen training loss: squared error of the prediction at a uniform continuous t.
@@ -224,10 +184,16 @@ def diffusion_loss(
       prediction_type: ``"eps"`` (default), ``"v"`` or ``"x0"``; the loss is the MSE of that
         target.
       p_uncond: probability of dropping the text (classifier-free guidance training).
-      is_sr: super-resolution model: noise-augment and upsample ``batch["lowres"]``.
-      aug_log_snr_fn: the augmentation schedule (default: cosine).
-      aug_level_range: training augmentation levels are uniform in this range.
+      is_sr: super-resolution model: ``batch["lowres"]`` becomes the model's ``lowres``
+        through :func:`~synthaug.diffusion_core.condition_lowres` (the function the samplers'
+        cascade uses) at a random level, passed as ``aug_level``.
+      aug_schedule: the augmentation schedule's name.
+      aug_level_range: training augmentation levels are uniform in this range; with
+        ``aug_order="resize_then_noise"`` they are quantised to the integer steps
+        (:func:`~synthaug.diffusion_core.quantize_aug_level`), as IF-II drew them.
       resize_method: how the low-res image is upsampled.
+      aug_order: ``"noise_then_resize"`` (Imagen), ``"resize_then_noise"`` (DeepFloyd IF-II)
+        or ``"resize_only"`` (ADM's upsamplers); see :mod:`synthaug.diffusion_core.lowres`.
       label_dropout: for a class-conditional model (``batch["labels"] [B]``, passed to
         ``apply_fn`` as ``labels=``): the probability of replacing an example's label by -1,
         "no label" (classifier-free guidance training).
@@ -252,13 +218,16 @@ def diffusion_loss(
     if is_sr:
         lo, hi = aug_level_range
         aug_level = jax.random.uniform(k_aug, (b,), jnp.float32, lo, hi)
-        lowres = augment_lowres(
+        if aug_order == "resize_then_noise":
+            aug_level = quantize_aug_level(aug_level)
+        lowres = condition_lowres(
             batch["lowres"].astype(jnp.float32),
             rng=k_augnoise,
             aug_level=aug_level,
             out_size=x.shape[1:3],
-            log_snr_fn=aug_log_snr_fn,
-            method=resize_method,
+            order=aug_order,
+            aug_schedule=aug_schedule,
+            resize_method=resize_method,
         )
     kw = {}
     if "labels" in batch:

@@ -120,6 +120,7 @@ class EfficientUNet(nn.Module):
             emb = emb + pooled
 
         res_cls = nn.remat(ResBlock) if self.remat else ResBlock
+        attn_cls = nn.remat(AttentionBlock) if self.remat else AttentionBlock
 
         def res(out, name):
             return res_cls(
@@ -138,7 +139,7 @@ class EfficientUNet(nn.Module):
             use_text = text is not None and self.cross_attention[i]
             if not (self.self_attention[i] or use_text):
                 return h
-            return AttentionBlock(
+            return attn_cls(
                 self.num_heads,
                 use_text=use_text,
                 self_attention=self.self_attention[i],

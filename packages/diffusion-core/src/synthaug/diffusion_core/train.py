@@ -18,6 +18,7 @@ from jax.sharding import PartitionSpec as P
 
 from synthaug.diffusion_core.configs import is_super_resolution
 from synthaug.diffusion_core.diffusion import diffusion_loss, upsample_lowres
+from synthaug.diffusion_core.lowres import lowres_settings
 from synthaug.diffusion_core.schedules import get_log_snr_fn
 from synthaug.diffusion_core.sharding import batch_sharding, param_path, state_shardings
 from synthaug.io.checkpoint import Checkpointer
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "NonFiniteLossError",
     "TrainState",
+    "accumulated_value_and_grad",
     "create_train_state",
     "ema_update",
     "freeze_labels",
@@ -236,6 +238,61 @@ def _lookup_text(batch: Batch, text_table: Mapping[str, Array] | None) -> dict:
     return batch
 
 
+def accumulated_value_and_grad(loss_fn: Callable, steps: int) -> Callable:
+    """``(params, batch, rng) -> (loss, grads)``, the batch split into ``steps`` micro-batches.
+
+    ``loss_fn(params, batch, rng) -> (loss, aux)`` is a mean over the batch. With
+    ``steps > 1`` the batch (every entry's leading axis, ``B``) is split into ``steps``
+    micro-batches of ``B / steps`` examples, micro-batch ``i`` taking the rows ``i, i +
+    steps, i + 2 * steps, ...`` (so a batch split over devices stays split the same way in
+    each micro-batch) and the key ``jax.random.fold_in(rng, i)``. Their losses and gradients
+    are summed in float32 in a ``lax.scan`` (only one micro-batch's activations live at a
+    time) and divided by ``steps``: for a loss that does not depend on the key, exactly the
+    full batch's mean loss and gradient.
+
+    Raises:
+      ValueError: ``steps < 1``, or (when traced) a batch size that ``steps`` does not divide.
+    """
+    if steps < 1:
+        raise ValueError(f"train.grad_accum_steps must be >= 1, got {steps}")
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    if steps == 1:
+
+        def single(params, batch, rng):
+            (loss, _), grads = grad_fn(params, batch, rng)
+            return loss, grads
+
+        return single
+
+    def accumulated(params, batch, rng):
+        sizes = {int(np.shape(x)[0]) for x in jax.tree.leaves(batch)}
+        if len(sizes) != 1 or next(iter(sizes)) % steps:
+            raise ValueError(
+                f"train.grad_accum_steps={steps} must divide the batch size, got batch "
+                f"entries of leading sizes {sorted(sizes)}"
+            )
+        b = sizes.pop()
+        micro = jax.tree.map(
+            lambda x: jnp.moveaxis(x.reshape(b // steps, steps, *x.shape[1:]), 1, 0), batch
+        )
+
+        def one(carry, xs):
+            i, mb = xs
+            (loss, _), grads = grad_fn(params, mb, jax.random.fold_in(rng, i))
+            total_loss, total = carry
+            total = jax.tree.map(lambda t, g: t + g.astype(jnp.float32), total, grads)
+            return (total_loss + loss.astype(jnp.float32), total), None
+
+        zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+        (loss, grads), _ = jax.lax.scan(
+            one, (jnp.zeros((), jnp.float32), zeros), (jnp.arange(steps), micro)
+        )
+        grads = jax.tree.map(lambda g, p: (g / steps).astype(p.dtype), grads, params)
+        return loss / steps, grads
+
+    return accumulated
+
+
 def _step_body(model, config) -> Callable:
     """``body(state, batch, rng, text_table, guard) -> (state, metrics, guard)``.
 
@@ -247,7 +304,7 @@ def _step_body(model, config) -> Callable:
     tx = make_optimizer(config)
     lr_fn = learning_rate_schedule(config)
     log_snr_fn = get_log_snr_fn(d.schedule)
-    aug_fn = get_log_snr_fn(d.aug_schedule)
+    lowres_kw = lowres_settings(d)
     is_sr = is_super_resolution(config)
     decay = float(config.train.ema_decay)
     freeze = tuple(config.train.get("freeze", ()) or ())
@@ -281,15 +338,20 @@ def _step_body(model, config) -> Callable:
             prediction_type=d.prediction_type,
             p_uncond=float(d.p_uncond),
             is_sr=is_sr,
-            aug_log_snr_fn=aug_fn,
+            aug_schedule=lowres_kw["aug_schedule"],
             aug_level_range=(float(d.aug_level_min), float(d.aug_level_max)),
-            resize_method=d.resize_method,
+            resize_method=lowres_kw["resize_method"],
+            aug_order=lowres_kw["order"],
             label_dropout=float(d.get("label_dropout", 0.0)),
         )
 
+    value_and_grad = accumulated_value_and_grad(
+        loss_fn, int(config.train.get("grad_accum_steps", 1) or 1)
+    )
+
     def body(state: TrainState, batch: Batch, rng: jax.Array, text_table, guard):
         batch = _lookup_text(batch, text_table)
-        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
+        loss, grads = value_and_grad(state.params, batch, rng)
         grad_norm = jnp.sqrt(
             sum(jnp.sum(jnp.square(g.astype(jnp.float32))) for g in jax.tree.leaves(grads))
         )
@@ -375,16 +437,28 @@ def _jit_step(fn, donate: bool, mesh, shardings, *, guarded: bool):
     return jax.jit(fn, in_shardings=ins, out_shardings=outs, donate_argnums=donate_argnums)
 
 
-def _batches(data) -> tuple[Callable[[int], Batch], Batch]:
-    """(batch_at(step), first batch) from a callable ``data(step)`` or an iterable."""
+def _batches(data, start: int = 0) -> tuple[Callable[[int], Batch], Batch]:
+    """(batch_at(step), an example batch) from a callable ``data(step)`` or an iterable.
+
+    A callable is asked for ``data(start)`` first (the step a resumed run starts at), so an
+    input that positions itself (e.g. from a saved iterator state) reads nothing before it.
+    An iterable can only be read in order: on resume its first ``start`` items are read and
+    dropped.
+    """
     if callable(data):
-        return data, data(0)
+        return data, data(start)
     it = iter(data)
     first = next(it)
     state = {"next": 0, "it": itertools.chain([first], it)}
 
     def batch_at(step: int) -> Batch:
-        # Iterables are consumed in order; on resume the first ``step`` items are skipped.
+        if state["next"] < step:
+            log.warning(
+                "an iterable input is read from its start: skipping %d batches to reach step "
+                "%d (pass a callable data(step) to resume without reading them)",
+                step - state["next"],
+                step,
+            )
         while state["next"] < step:
             next(state["it"])
             state["next"] += 1
@@ -464,7 +538,9 @@ def train(
       model: the Flax module.
       config: the full config (``train`` section gives defaults for the arguments below).
       data: ``data(step) -> batch`` or an iterable of batches (NumPy arrays; this
-        process's examples). A batch holds ``image`` (and ``lowres`` for SR) and either
+        process's examples). A resumed run calls ``data(k)`` first (k: the restored step)
+        and then ``data(k), data(k + 1), ...``, so a callable that can position itself
+        reads none of the first k batches; an iterable is read and dropped up to step k. A batch holds ``image`` (and ``lowres`` for SR) and either
         ``text_emb``/``text_mask`` or ``labels`` with ``text_table``.
       num_steps: train until this step (default ``config.train.num_steps``).
       checkpoint_dir: save every ``save_every`` steps (and at the end) keeping ``keep``;
@@ -504,21 +580,24 @@ def train(
     repl = NamedSharding(mesh, P())
     data_sharding = batch_sharding(mesh)
 
-    batch_at, first = _batches(data)
-    if text_table is not None:
-        text_table = jax.device_put(
-            {k: np.asarray(text_table[k]) for k in ("text_emb", "text_mask")}, repl
-        )
-    example = _example(first, text_table)
-    if init_state is None:
-        abstract = _init_program(model, config, example).eval_shape(init_key)
-    else:
-        abstract = init_state
-    shardings = state_shardings(abstract, mesh, param_specs)
     ckpt = None
     if checkpoint_dir is not None:
         ckpt = Checkpointer(checkpoint_dir, save_every=save_every, keep=keep)
     try:
+        # The example batch (its shapes initialise the state) is the batch of the step the
+        # run starts at: on resume, the newest complete checkpoint's.
+        resume_at = (ckpt.latest_step() or 0) if ckpt is not None else 0
+        batch_at, first = _batches(data, resume_at)
+        if text_table is not None:
+            text_table = jax.device_put(
+                {k: np.asarray(text_table[k]) for k in ("text_emb", "text_mask")}, repl
+            )
+        example = _example(first, text_table)
+        if init_state is None:
+            abstract = _init_program(model, config, example).eval_shape(init_key)
+        else:
+            abstract = init_state
+        shardings = state_shardings(abstract, mesh, param_specs)
         if ckpt is not None and ckpt.all_steps():
             # The newest complete step, restored shard by shard (a damaged newer step is
             # passed over with a warning; CheckpointError if none is complete).

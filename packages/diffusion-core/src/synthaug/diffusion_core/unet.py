@@ -120,6 +120,7 @@ class UNet(nn.Module):
             x = jnp.concatenate([x, lowres.astype(x.dtype)], axis=-1)
 
         res_cls = nn.remat(ResBlock) if self.remat else ResBlock
+        attn_cls = nn.remat(AttentionBlock) if self.remat else AttentionBlock
 
         def res(out, **kw):
             return res_cls(
@@ -138,7 +139,7 @@ class UNet(nn.Module):
             use_text = text is not None and resolution in self.cross_attention_resolutions
             if not (use_self or use_text):
                 return h
-            return AttentionBlock(
+            return attn_cls(
                 self.num_heads,
                 self.num_head_channels,
                 use_text=use_text,
@@ -171,7 +172,7 @@ class UNet(nn.Module):
 
         ch = self.channel_mult[-1] * mc
         h = res(ch, name="mid_res_0")(h, emb)
-        h = AttentionBlock(
+        h = attn_cls(
             self.num_heads,
             self.num_head_channels,
             use_text=text is not None,

@@ -59,6 +59,23 @@ def _local_copy(tree: Any) -> Any:
     )
 
 
+def _unplaced(abstract: Any) -> bool:
+    """True if no leaf of an abstract tree carries a sharding."""
+    return all(getattr(x, "sharding", None) is None for x in jax.tree.leaves(abstract))
+
+
+def _replicated(abstract: Any) -> Any:
+    """An abstract tree placed whole on every device of every process."""
+    import numpy as np
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    replicated = NamedSharding(Mesh(np.asarray(jax.devices()), ("all",)), P())
+    return jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(tuple(x.shape), x.dtype, sharding=replicated), abstract
+    )
+
+
 def _one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     first = text[0] if text else ""
@@ -238,7 +255,9 @@ class Checkpointer:
           step: a specific step (no fallback), or None for the newest complete one.
           target: a pytree of arrays or ``jax.ShapeDtypeStruct`` (with ``sharding`` for a
             sharded restore) giving the structure, dtypes and placement; None restores the
-            saved structure as saved.
+            saved structure as saved. In a multi-process job, a target without any
+            sharding (e.g. from ``jax.eval_shape``) gives every process its own whole
+            NumPy copy, as None does.
 
         Returns:
           The restored pytree.
@@ -298,6 +317,12 @@ class Checkpointer:
             )
 
         if abstract is not None:
+            if jax.process_count() > 1 and _unplaced(abstract):
+                # Shapes without placements in a multi-process job: orbax would put every
+                # array on the first device, which one process alone holds. Every process
+                # reads the whole tree instead, as without a target.
+                out = restore(_replicated(abstract))
+                return {_STATE: _local_copy(out[_STATE])}
             return restore(abstract)
         if jax.process_count() == 1:
             try:
@@ -314,18 +339,10 @@ class Checkpointer:
         A run on another topology than the saving one (e.g. a multi-process job) cannot
         restore "as saved"; every process reads the whole tree instead.
         """
-        import numpy as np
-        from jax.sharding import Mesh, NamedSharding
-        from jax.sharding import PartitionSpec as P
-
         meta = ocp.StandardCheckpointHandler().metadata(
             pathlib.Path(self.directory) / str(step) / _STATE
         )
-        tree = getattr(meta, "tree", meta)
-        replicated = NamedSharding(Mesh(np.asarray(jax.devices()), ("all",)), P())
-        return jax.tree.map(
-            lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=replicated), tree
-        )
+        return _replicated(getattr(meta, "tree", meta))
 
     def metadata(self, step: int | None = None) -> dict:
         """The JSON record saved with ``step`` (default: :attr:`restored_step`, else the

@@ -12,6 +12,7 @@ from synthaug.pipeline.io import require_dir
 __all__ = [
     "SOURCES",
     "check_source",
+    "count_examples",
     "dataset_of",
     "digits_subset",
     "eval_batches",
@@ -106,6 +107,46 @@ def real_dataset(
     if not pattern:
         raise FileNotFoundError(f"no TFRecord shards {split}* in {data_cfg.data_dir!r}")
     return data.from_tfrecords(pattern, **kw)
+
+
+def count_examples(
+    data_cfg, *, split: str | None = None, process_index: int = 0, process_count: int = 1
+) -> int:
+    """Examples of this process's share of a split of an ImageNet source, without decoding.
+
+    Folders: the files listed; TFDS: the split's metadata; TFRecords: the records counted
+    (one read of the share's bytes, no decoding). A file that turns out unreadable when
+    decoded is counted.
+    """
+
+    from synthaug import imagenet_data as data
+
+    check_source(data_cfg)
+    split = split or data_cfg.split
+    if data_cfg.source == "digits":
+        raise ConfigError("the digits are arrays, not a stream; pick an ImageNet source")
+    if data_cfg.source == "imagenet_folder":
+        paths, _ = data.list_folder_split(data_cfg.data_dir, split)
+        return len(paths[process_index::process_count])
+    if data_cfg.source == "imagenet_tfds":
+        report = data.DataReport()
+        data.from_tfds(
+            data_cfg.data_dir,
+            split,
+            process_index=process_index,
+            process_count=process_count,
+            report=report,
+        )
+        if report.num_examples is not None:
+            return int(report.num_examples)
+    ds = real_dataset(
+        data_cfg,
+        split=split,
+        process_index=process_index,
+        process_count=process_count,
+        decode=False,
+    )
+    return int(ds.reduce(np.int64(0), lambda c, _: c + 1))
 
 
 def eval_batches(

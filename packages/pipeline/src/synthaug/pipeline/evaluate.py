@@ -13,6 +13,9 @@ Metrics (``config.metrics``):
   preprocessing (shorter side resized to ``size * 256 / 224``, center crop ``size``), every
   example counted once; with several processes each reads its share and the counts are
   summed exactly.
+
+With ``fid`` or ``inception_score``, ``workdir/sample_stats.npz`` holds the synthetic set's pool3 statistics
+(``mu``, ``sigma``; ADM's format, so a later run can use it as its ``reference``).
 """
 
 from __future__ import annotations
@@ -59,13 +62,30 @@ def _my_part(n: int) -> slice:
     return slice(int(bounds[jax.process_index()]), int(bounds[jax.process_index() + 1]))
 
 
-def _sharded_inception_metrics(cfg, mesh) -> dict[str, float]:
+def _gather_rows(rows: np.ndarray) -> np.ndarray:
+    """Every process's ``[n_p, ...]`` rows (any ``n_p``), concatenated in process order
+    (a collective)."""
+    import jax
+
+    if jax.process_count() == 1:
+        return rows
+    from jax.experimental import multihost_utils
+
+    counts = multihost_utils.process_allgather(np.asarray([len(rows)], np.int32))
+    counts = np.asarray(counts).reshape(-1)
+    padded = np.zeros((int(counts.max()), *rows.shape[1:]), rows.dtype)
+    padded[: len(rows)] = rows
+    every = np.asarray(multihost_utils.process_allgather(padded))  # [processes, max, ...]
+    return np.concatenate([every[p, : counts[p]] for p in range(len(counts))])
+
+
+def _sharded_inception_metrics(cfg, mesh) -> tuple[dict[str, float], Any]:
     """FID and IS with the features computed over the mesh's devices and processes: each
     process takes its contiguous part of the first ``num_samples`` images; the float64
-    statistics are reduced exactly across processes."""
+    statistics are reduced exactly across processes, the logits gathered in image order.
+    Returns the metrics and the statistics."""
     from synthaug import imagenet_data as data
     from synthaug import metrics as mt
-    from synthaug import tpu_launch as tl
     from synthaug.pipeline.fid_stats import load_inception
     from synthaug.pipeline.sample import sample_dirs
 
@@ -102,18 +122,14 @@ def _sharded_inception_metrics(cfg, mesh) -> dict[str, float]:
         res["fid"] = float(mt.frechet_distance(stats.mean, stats.cov, ref.mu, ref.sigma))
     if "inception_score" in cfg.metrics:
         lg = np.zeros((0, 1008), np.float32) if logits is None else logits
-        counts = tl.process_allgather(np.asarray([len(lg)], np.int32)).reshape(-1)
-        padded = np.zeros((int(counts.max()), lg.shape[1]), np.float32)
-        padded[: len(lg)] = lg
-        every = tl.process_allgather(padded[None])
-        every = np.concatenate([every[p, : counts[p]] for p in range(len(counts))])
-        is_mean, is_std = mt.inception_score(every)
+        is_mean, is_std = mt.inception_score(_gather_rows(lg))  # every image, in order
         res["inception_score"], res["inception_score_std"] = float(is_mean), float(is_std)
-    return res
+    return res, stats
 
 
-def _inception_metrics(cfg) -> dict[str, float]:
-    """FID and IS of the synthetic set through the FID Inception network."""
+def _inception_metrics(cfg) -> tuple[dict[str, float], Any]:
+    """FID and IS of the synthetic set through the FID Inception network (and the
+    statistics)."""
     from synthaug import imagenet_data as data
     from synthaug import metrics as mt
     from synthaug.pipeline.fid_stats import load_inception
@@ -142,7 +158,7 @@ def _inception_metrics(cfg) -> dict[str, float]:
     if "inception_score" in cfg.metrics:
         is_mean, is_std = mt.inception_score(np.concatenate(logits))
         res["inception_score"], res["inception_score_std"] = float(is_mean), float(is_std)
-    return res
+    return res, stats
 
 
 def _sum_over_processes(values: np.ndarray) -> np.ndarray:
@@ -214,7 +230,8 @@ def evaluate(cfg, *, progress: bool = True, mesh=None) -> dict[str, Any]:
     With ``mesh`` (``synthaug.pipeline.runtime.stage_runtime``) the Inception features and
     the classifier are computed over every device of every process, each process on its own
     part of the images, and the statistics and counts reduced exactly across processes;
-    process 0 writes ``metrics.json``.
+    process 0 writes ``metrics.json`` (and ``sample_stats.npz``, the synthetic set's pool3
+    ``mu`` / ``sigma``, when FID or IS is asked for).
     """
     import jax
 
@@ -225,18 +242,25 @@ def evaluate(cfg, *, progress: bool = True, mesh=None) -> dict[str, Any]:
     check_evaluate(cfg)
     t0 = time.perf_counter()
     res: dict[str, Any] = {"stage": "evaluate"}
+    stats = None
     if {"fid", "inception_score"} & set(cfg.metrics):
         if mesh is None:
-            res.update(_inception_metrics(cfg))
+            metrics, stats = _inception_metrics(cfg)
         else:
-            res.update(_sharded_inception_metrics(cfg, mesh))
+            metrics, stats = _sharded_inception_metrics(cfg, mesh)
+        res.update(metrics)
     if "accuracy" in cfg.metrics:
         recipe, state = load_classifier(cfg.classifier_dir)
         if cfg.real.source == "digits":
             x, y = digits_subset(cfg.real.split, int(recipe.image_size))
             if mesh is not None:  # each process its own part; counts summed once
+                from synthaug import tpu_launch as tl
+
                 part = _my_part(len(y))
                 x, y = x[part], y[part]
+                # The restored state sits on one device; the step runs on all of the mesh's.
+                variables = {"params": state.params, "batch_stats": state.batch_stats}
+                state = tl.shard_params(variables, [], mesh)
             acc = cl.evaluate(recipe, state, x, y, mesh=mesh)
         else:
             acc = stream_accuracy(recipe, state, cfg.real, batch_size=int(cfg.batch_size))
@@ -247,6 +271,11 @@ def evaluate(cfg, *, progress: bool = True, mesh=None) -> dict[str, Any]:
     res["wall_time_s"] = time.perf_counter() - t0
     if jax.process_index() == 0:
         w = MetricWriter(pathlib.Path(cfg.workdir))
+        if stats is not None and stats.count >= 2:
+            from synthaug import metrics as mt
+
+            path = pathlib.Path(cfg.workdir) / "sample_stats.npz"
+            mt.save_reference_npz(path, mu=stats.mean, sigma=stats.cov)
         w.scalars(0, {k: v for k, v in res.items() if isinstance(v, float)})
         w.summary(evaluate=res)
         w.close()

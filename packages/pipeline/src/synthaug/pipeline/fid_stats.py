@@ -14,8 +14,9 @@ The split streams through imagenet-data's sources (TFDS, folders, TFRecords) as 
 PIL decodes and resizes in a thread pool. Each process reads its share of the split and keeps
 its own running sums (count, mean and centred second moments in float64); every
 ``checkpoint_every`` batches they are written atomically to
-``workdir/fid_stats/process-PPPPP-of-NNNNN.npz``, so a killed run resumes where its last
-checkpoint was, skipping (without decoding) the images it had already counted. When every
+``workdir/fid_stats/process-PPPPP-of-NNNNN.npz``, after the state of the process's reader
+(``workdir/input_state/``, :class:`~synthaug.pipeline.resume.CheckpointedStream`), so a killed
+run resumes where its last checkpoint was without reading the images it had counted again. When every
 process is done, process 0 merges the per-process sums exactly (Chan et al.'s parallel update)
 and writes ``out``.
 """
@@ -286,6 +287,7 @@ def fid_stats(cfg, *, progress: bool = True) -> dict[str, Any]:
         pool = st["pool"]
         spatial = st["spatial"] if spatial_on else None
     resumed_from = consumed
+    input_report = None
     limit = 0
     if int(cfg.num_images):
         n = int(cfg.num_images)
@@ -293,11 +295,25 @@ def fid_stats(cfg, *, progress: bool = True) -> dict[str, Any]:
     if not done:
         params = load_inception(cfg.inception_checkpoint)
         feature_fn = make_adm_feature_fn(params, batch_size=bs, spatial=spatial_on)
-        ds = real_dataset(cfg.data, decode=False, process_index=pi, process_count=pc)
-        ds = ds.map(lambda encoded, label: encoded)
-        if limit:
-            ds = ds.take(limit)
-        ds = ds.skip(consumed).batch(bs).prefetch(2)
+        from synthaug.pipeline.resume import INPUT_STATE_DIR, CheckpointedStream
+
+        def make_dataset():
+            ds = real_dataset(cfg.data, decode=False, process_index=pi, process_count=pc)
+            ds = ds.map(lambda encoded, label: encoded)
+            if limit:
+                ds = ds.take(limit)
+            return ds.batch(bs).prefetch(2)
+
+        every = int(cfg.checkpoint_every)
+        # The reader's state is saved with the sums, so a resumed run reads on from there
+        # instead of reading the files it had counted again.
+        stream = CheckpointedStream(
+            make_dataset,
+            workdir / INPUT_STATE_DIR / f"process-{pi:05d}-of-{pc:05d}",
+            save_every=every,
+            keep=2,
+            convert=lambda b: b.numpy(),
+        )
         bar = tqdm(
             total=limit or None,
             initial=consumed,
@@ -307,9 +323,15 @@ def fid_stats(cfg, *, progress: bool = True) -> dict[str, Any]:
             dynamic_ncols=True,
         )
         workers = int(cfg.workers)
+        i = -(-consumed // bs)  # batches counted (only the last one may be short)
         with concurrent.futures.ThreadPoolExecutor(workers) as pool_ex:
             try:
-                for i, encoded in enumerate(ds.as_numpy_iterator(), start=1):
+                while True:
+                    try:
+                        encoded = stream(i)
+                    except StopIteration:
+                        break
+                    i += 1
                     crops = list(pool_ex.map(lambda b: _decode_crop(b, size), encoded))
                     good = [c for c in crops if c is not None]
                     skipped += len(crops) - len(good)
@@ -324,10 +346,11 @@ def fid_stats(cfg, *, progress: bool = True) -> dict[str, Any]:
                             spatial.update(np.asarray(sfeats, np.float64)[:n])
                     consumed += len(crops)
                     bar.update(len(crops))
-                    if i % int(cfg.checkpoint_every) == 0:
+                    if i % every == 0:
                         _save_part(part, fp, consumed, skipped, False, pool, spatial)
             finally:
                 bar.close()
+        input_report = stream.report()
         if pool.dim is None:  # this process saw no image: record the dimension
             pool = mt.RunningStats(2048)
             pool.update(np.zeros((0, 2048)))
@@ -364,6 +387,7 @@ def fid_stats(cfg, *, progress: bool = True) -> dict[str, Any]:
             image_size=size,
             spatial=spatial_on,
             resumed_from=int(resumed_from),
+            input=input_report,
             processes=pc,
             wall_time_s=time.perf_counter() - t0,
         )

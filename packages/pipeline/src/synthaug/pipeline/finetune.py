@@ -27,9 +27,21 @@ def check_finetune(cfg) -> None:
     check_source(cfg.data)
     if cfg.init_checkpoint:
         require_dir(cfg.init_checkpoint, "initial checkpoint (init_checkpoint)")
-    for key in ("num_steps", "batch_size", "save_every", "log_every", "keep"):
+    from synthaug import diffusion_core as dc
+
+    try:  # the SR conditioning's order and resize method
+        dc.lowres_settings(cfg)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    for key in ("num_steps", "batch_size", "save_every", "log_every", "keep", "grad_accum_steps"):
         if key in cfg.train and int(cfg.train[key]) < 1:
             raise ConfigError(f"train.{key} must be >= 1, got {cfg.train[key]}")
+    accum = int(cfg.train.get("grad_accum_steps", 1))
+    if int(cfg.train.batch_size) % accum:
+        raise ConfigError(
+            f"train.grad_accum_steps {accum} must divide train.batch_size "
+            f"{cfg.train.batch_size} (micro-batches of equal size)"
+        )
     if cfg.text.checkpoint and not pathlib.Path(cfg.text.checkpoint).exists():
         require_dir(cfg.text.checkpoint, "text encoder checkpoint (text.checkpoint)")
     if cfg.text.tokenizer and not pathlib.Path(cfg.text.tokenizer).is_file():
@@ -68,7 +80,8 @@ def make_batches(
         perm = np.random.default_rng([seed, epoch]).permutation(n)
         idx = perm[k * batch_size : (k + 1) * batch_size]
         lab = labels[idx]
-        batch = {"image": hi[idx], "text_emb": emb[lab], "text_mask": mask[lab]}
+        # labels: the condition of a class-conditional model (ADM); a text model ignores them
+        batch = {"image": hi[idx], "text_emb": emb[lab], "text_mask": mask[lab], "labels": lab}
         if lo is not None:
             batch["lowres"] = lo[idx]
         return batch
@@ -76,24 +89,36 @@ def make_batches(
     return batch_at
 
 
-def _imagenet_batches(cfg, dcfg):
-    """An iterable of this process's batches from ImageNet through tf.data (shuffled,
-    repeated), with ``labels`` (the text embeddings are looked up on the device)."""
+def _imagenet_batches(cfg, dcfg, workdir):
+    """``batch_at(step)`` over this process's ImageNet batches through tf.data, with
+    ``labels`` (the text embeddings are looked up on the device); resumable without replay.
+
+    Epoch ``e`` is one pass over this process's share of the split, in an order drawn from
+    ``(train.seed, e)``: ``steps_per_epoch = examples // per-process batch`` batches (images
+    skipped as unreadable are made up from a second order of the same share). Its tf.data
+    iterator state is saved under ``workdir/input_state/`` at every model checkpoint step
+    (:class:`~synthaug.pipeline.resume.CheckpointedStream`, as train-classifier streams), so a
+    resumed run restores its input position instead of reading the batches it trained on.
+    """
     import tensorflow as tf
 
     from synthaug import imagenet_data as data
     from synthaug.pipeline.data import real_dataset
+    from synthaug.pipeline.resume import INPUT_STATE_DIR, CheckpointedStream, stream_layout
     from synthaug.tpu_launch import process_count, process_index
 
     size = int(dcfg.model.image_size)
     low = int(dcfg.diffusion.lowres_size)
-    ds = real_dataset(
-        cfg.data,
-        process_index=process_index(),
-        process_count=process_count(),
-        shuffle=True,
-        seed=int(dcfg.train.seed),
-    )
+    pi, pc = process_index(), process_count()
+    per_host = int(dcfg.train.batch_size) // max(pc, 1)
+    seed = int(dcfg.train.seed)
+    directory = pathlib.Path(workdir) / INPUT_STATE_DIR / f"process-{pi:05d}-of-{pc:05d}"
+    spe = stream_layout(directory, cfg.data, per_host, process_index=pi, process_count=pc)
+    if spe < 1:
+        raise ConfigError(
+            f"train.batch_size {dcfg.train.batch_size}: process {pi} of {pc} has fewer than "
+            f"{per_host} images of data.split {cfg.data.split!r} in {cfg.data.data_dir!r}"
+        )
 
     def prep(image, label):
         hi = data.diffusion_downsample(image, size=size)
@@ -102,12 +127,32 @@ def _imagenet_batches(cfg, dcfg):
             out["lowres"] = data.to_float_range(data.diffusion_downsample(hi, size=low))
         return out
 
-    per_host = int(dcfg.train.batch_size) // max(process_count(), 1)
-    ds = ds.repeat().map(prep, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(per_host, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-    for b in ds.as_numpy_iterator():
+    def epoch_dataset(epoch: int):
+        def order(k: int):
+            ep_seed = int(np.random.SeedSequence([seed, epoch, k]).generate_state(1)[0])
+            return real_dataset(
+                cfg.data, shuffle=True, seed=ep_seed, process_index=pi, process_count=pc
+            )
+
+        # Each pipeline is read once from its own seed (a restored iterator reproduces a
+        # first pass, not a reshuffled later one); the second only makes up skipped images.
+        ds = order(0).concatenate(order(1)).take(spe * per_host)
+        ds = ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.batch(per_host, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+    def convert(element):
+        b = {k: v.numpy() for k, v in element.items()}
         b["labels"] = b.pop("label")
-        yield b
+        return b
+
+    return CheckpointedStream(
+        epoch_dataset,
+        directory,
+        save_every=int(dcfg.train.save_every),
+        keep=int(dcfg.train.keep) + 1,
+        convert=convert,
+        steps_per_epoch=spe,
+    )
 
 
 def finetune(
@@ -184,8 +229,13 @@ def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = Non
     workdir = rundir.claim(cfg.workdir, cfg, "finetune")
     dataset = dataset_of(cfg.data.source)
     names = class_names(dataset)
-    emb, mask = class_embeddings(cfg.text, names, workdir=workdir)
     dcfg = diffusion_config(cfg)
+    if dcfg.model.get("text_dim", None) is None and dcfg.model.get("num_classes", None):
+        # A class-conditional model without text (ADM): the labels are the condition, no
+        # text encoder is loaded.
+        emb, mask = np.zeros((len(names), 1, 1), np.float32), np.ones((len(names), 1), bool)
+    else:
+        emb, mask = class_embeddings(cfg.text, names, workdir=workdir)
     check_text_dim(dcfg, emb.shape[-1], "finetune config")
     seed = int(dcfg.train.seed)
     batch_size = int(dcfg.train.batch_size)
@@ -206,7 +256,7 @@ def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = Non
             data = _process_part(data, mesh)
         text_table = None
     else:
-        data = _imagenet_batches(cfg, dcfg)
+        data = _imagenet_batches(cfg, dcfg, workdir)
         # Each example's prompt embedding is looked up on the device from its label.
         text_table = {"text_emb": emb, "text_mask": mask}
 
@@ -274,6 +324,8 @@ def train_stage(cfg, *, progress: bool = True, writer: MetricWriter | None = Non
         "final_loss": last.get("loss"),
         "wall_time_s": time.perf_counter() - t0,
     }
+    if hasattr(data, "report"):  # a streamed input: how it was positioned on resume
+        summary["input"] = data.report()
     writer.summary(finetune=summary)
     if own_writer:
         writer.close()

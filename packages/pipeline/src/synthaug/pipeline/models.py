@@ -56,7 +56,8 @@ def write_model_info(workdir: str | os.PathLike, preset: str, dcfg) -> None:
     """Record how the checkpoint in ``workdir/checkpoints`` was built (read by ``sample``)."""
     info = {
         "preset": preset,
-        "text_dim": int(dcfg.model.text_dim),
+        # 0: a model without text input (ADM's class labels), as import-weights records it
+        "text_dim": int(dcfg.model.get("text_dim", None) or 0),
         "config": {k: dcfg[k].to_dict() for k in ("model", "diffusion")},
     }
     write_json(pathlib.Path(workdir) / MODEL_FILE, info)

@@ -14,6 +14,7 @@ not reproduce the passes after the restored one.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pathlib
@@ -22,14 +23,45 @@ import shutil
 from collections.abc import Callable
 from typing import Any
 
-from synthaug.pipeline.io import atomic_dir
+from synthaug.pipeline.io import atomic_dir, write_json
 
-__all__ = ["INPUT_STATE_DIR", "CheckpointedStream"]
+__all__ = ["INPUT_STATE_DIR", "CheckpointedStream", "stream_layout"]
 
 log = logging.getLogger(__name__)
 
 INPUT_STATE_DIR = "input_state"
+LAYOUT_FILE = "layout.json"
 _STEP_RE = re.compile(r"^step-(\d+)$")
+
+
+def stream_layout(
+    directory: str | os.PathLike,
+    data_cfg,
+    per_process_batch: int,
+    *,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> int:
+    """Steps per epoch of a process's stream of whole batches over its share of a split.
+
+    Counted once (:func:`synthaug.pipeline.data.count_examples`) and recorded in
+    ``directory/layout.json``; a resumed run reads the record instead of counting again, so
+    its epochs are the first run's.
+    """
+    from synthaug.pipeline.data import count_examples
+
+    path = pathlib.Path(directory) / LAYOUT_FILE
+    if path.is_file():
+        rec = json.loads(path.read_text())
+        if rec.get("batch") == int(per_process_batch):
+            return int(rec["steps_per_epoch"])
+    n = count_examples(data_cfg, process_index=process_index, process_count=process_count)
+    spe = n // int(per_process_batch)
+    if spe >= 1:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rec = {"examples": n, "batch": int(per_process_batch), "steps_per_epoch": spe}
+        write_json(path, rec)
+    return spe
 
 
 class CheckpointedStream:

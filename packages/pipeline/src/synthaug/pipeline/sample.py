@@ -189,23 +189,32 @@ def build_cascade(
 
 
 def _pretrained_settings(dcfg) -> dict:
-    """Sampler settings of a model as it was trained: Imagen U-Nets get dynamic thresholding
-    and the noise-then-resize low-res input; ADM (class-conditional, ``kind="adm"`` without
-    text) clips ``x0`` to [-1, 1] (guided-diffusion's ``clip_denoised``) and resizes its low-res
-    input without noise; DeepFloyd IF keeps dynamic thresholding and noises after resizing.
-    Both read their learned-range variance output."""
+    """Sampler settings of a model as it was trained. The low-res input of an SR stage is
+    conditioned in the preset's ``diffusion.aug_order`` with its ``aug_schedule`` and
+    ``resize_method`` (Imagen: noise, then resize; DeepFloyd IF-II: align-corners resize, then
+    noise at the integer step; ADM's upsamplers: resize only). Imagen U-Nets get dynamic
+    thresholding; ADM (class-conditional, ``kind="adm"`` without text) clips ``x0`` to [-1, 1]
+    (guided-diffusion's ``clip_denoised``); DeepFloyd IF keeps dynamic thresholding. Both read
+    their learned-range variance output."""
+    from synthaug import diffusion_core as dc
+
+    try:
+        lowres = dc.lowres_settings(dcfg)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    settings = {
+        "aug_order": lowres["order"],
+        "aug_schedule": lowres["aug_schedule"],
+        "upsample_method": lowres["resize_method"],
+    }
     m = dcfg.model
     if m.get("kind") != "adm":
-        return {"thresholding": "dynamic"}
+        return {"thresholding": "dynamic", **settings}
     text = m.get("text_dim", None) is not None
-    if m.get("aug_embedding", False):
-        lowres_mode = "deepfloyd_if"
-    else:
-        lowres_mode = "adm" if m.get("lowres_channels", 0) else "imagen"
     return {
         "thresholding": "dynamic" if text else "static",
         "variance": dcfg.diffusion.get("variance", "fixed"),
-        "lowres_mode": lowres_mode,
+        **settings,
     }
 
 

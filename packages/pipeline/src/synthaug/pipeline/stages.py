@@ -64,8 +64,8 @@ def _with_mesh(fn, cfg, check=None) -> Any:
 def run_stage(stage: str, cfg) -> Any:
     """Run the stage ``stage`` on a validated config.
 
-    ``finetune``, ``sample``, ``train-classifier`` and ``evaluate`` first join the
-    multi-process run if there is one and build their mesh from ``cfg.mesh``
+    ``finetune``, ``sample``, ``train-classifier``, ``evaluate`` and ``fid-stats`` first join
+    the multi-process run if there is one and build their mesh from ``cfg.mesh``
     (`synthaug.pipeline.runtime.stage_runtime`), which they receive as ``mesh=``.
     """
     if stage == "finetune":
@@ -85,9 +85,10 @@ def run_stage(stage: str, cfg) -> Any:
 
         return _with_mesh(evaluate, cfg, check_evaluate)
     if stage == "fid-stats":
-        from synthaug.pipeline.fid_stats import fid_stats
+        from synthaug.pipeline.fid_stats import check_fid_stats, fid_stats
 
-        return fid_stats(cfg)
+        # joined, so that each process of a multi-process run counts its own share
+        return _with_mesh(fid_stats, cfg, check_fid_stats)
     if stage == "select-checkpoint":
         from synthaug.pipeline.select_checkpoint import select_checkpoint
 

@@ -2,9 +2,10 @@
 
 Each stage samples at its own resolution with its own model, parameters, schedule,
 guidance, log-variance mix, sampler, step count and noise-augmentation level. A
-super-resolution stage is conditioned on the previous stage's output, noised to the stage's
-aug level at its own resolution and then upsampled (``cond["lowres"]``), with the level passed
-as ``cond["aug_level"]``: diffusion-core's ``augment_lowres``, the function training uses.
+super-resolution stage is conditioned on the previous stage's output (``cond["lowres"]``),
+noised and resized in the stage's ``aug_order`` (Imagen: noise at the low resolution, then
+resize; DeepFloyd IF-II: resize, then noise; ADM: resize only), with the level passed as
+``cond["aug_level"]``: diffusion-core's ``condition_lowres``, the function training uses.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax.tree_util import Partial
 
-from synthaug.diffusion_core.diffusion import augment_lowres, upsample_lowres
-from synthaug.diffusion_core.lowres import if_augment_lowres
+from synthaug.diffusion_core.lowres import AUG_ORDERS, RESIZE_METHODS, condition_lowres
 from synthaug.diffusion_core.schedules import DiscreteSchedule, discrete_schedule
 from synthaug.samplers.guidance import DEFAULT_PERCENTILE
 from synthaug.samplers.sampling import ddim_sample, ddpm_sample
@@ -33,7 +33,6 @@ __all__ = [
 ]
 
 SAMPLERS = ("ddpm", "ddim")
-LOWRES_MODES = ("imagen", "adm", "deepfloyd_if")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,11 +79,15 @@ class CascadeStage:
       thresholding: ``None``, ``"static"`` or ``"dynamic"``.
       threshold_percentile: dynamic-thresholding percentile.
       prediction_type: ``"eps"``, ``"v"`` or ``"x0"``.
-      upsample_method: ``jax.image.resize`` method for the low-resolution input.
-      lowres_mode: how the previous stage's output becomes this stage's ``lowres``:
-        ``"imagen"`` (noise at ``aug_level`` at the low resolution, then resize), ``"adm"``
-        (resize only: ADM's upsamplers were trained without augmentation) or
-        ``"deepfloyd_if"`` (:func:`synthaug.diffusion_core.if_augment_lowres`).
+      upsample_method: how the low-resolution input is resized: a ``jax.image.resize``
+        method or ``"bilinear_align_corners"`` (the model's ``diffusion.resize_method``).
+      aug_order: how the previous stage's output becomes this stage's ``lowres`` (the
+        model's ``diffusion.aug_order``): ``"noise_then_resize"`` (Imagen: noise at
+        ``aug_level`` at the low resolution, then resize), ``"resize_then_noise"`` (DeepFloyd
+        IF-II: resize, then noise at the integer step ``round(aug_level * 1000)`` of the
+        discrete ``aug_schedule``) or ``"resize_only"`` (ADM's upsamplers, trained without
+        augmentation); see :func:`synthaug.diffusion_core.condition_lowres`.
+      aug_schedule: the augmentation schedule's name (the model's ``diffusion.aug_schedule``).
       unverified: names of settings that are not confirmed by the paper.
     """
 
@@ -103,7 +106,8 @@ class CascadeStage:
     threshold_percentile: float = DEFAULT_PERCENTILE
     prediction_type: str = "eps"
     upsample_method: str = "bilinear"
-    lowres_mode: str = "imagen"
+    aug_order: str = "noise_then_resize"
+    aug_schedule: str = "cosine"
     unverified: tuple[str, ...] = ()
 
     def __post_init__(self):
@@ -111,9 +115,14 @@ class CascadeStage:
             raise ValueError(
                 f"CascadeStage.sampler must be one of {SAMPLERS}, got {self.sampler!r}"
             )
-        if self.lowres_mode not in LOWRES_MODES:
+        if self.aug_order not in AUG_ORDERS:
             raise ValueError(
-                f"CascadeStage.lowres_mode must be one of {LOWRES_MODES}, got {self.lowres_mode!r}"
+                f"CascadeStage.aug_order must be one of {AUG_ORDERS}, got {self.aug_order!r}"
+            )
+        if self.upsample_method not in RESIZE_METHODS:
+            raise ValueError(
+                f"CascadeStage.upsample_method must be one of {RESIZE_METHODS}, "
+                f"got {self.upsample_method!r}"
             )
         if int(self.resolution) < 1:
             raise ValueError(f"CascadeStage.resolution must be positive, got {self.resolution}")
@@ -222,22 +231,16 @@ def cascade_sample(
             raise TypeError(f"stages[{i}] must be a CascadeStage, got {type(stage).__name__}")
         key_aug, key_sample = jax.random.split(jax.random.fold_in(rng, i))
         stage_cond = dict(cond)
-        if outputs and stage.lowres_mode == "deepfloyd_if":
-            stage_cond["lowres"] = if_augment_lowres(
-                outputs[-1], rng=key_aug, aug_level=stage.aug_level, out_size=stage.resolution
-            )
-        elif outputs and stage.lowres_mode == "adm":
-            stage_cond["lowres"] = upsample_lowres(
-                outputs[-1], size=stage.resolution, method=stage.upsample_method
-            )
-        elif outputs:
-            # diffusion-core's noise-conditioning augmentation, as in training.
-            stage_cond["lowres"] = augment_lowres(
+        if outputs:
+            # diffusion-core's conditioning of the low-res input, as in training.
+            stage_cond["lowres"] = condition_lowres(
                 outputs[-1],
                 rng=key_aug,
                 aug_level=stage.aug_level,
                 out_size=stage.resolution,
-                method=stage.upsample_method,
+                order=stage.aug_order,
+                aug_schedule=stage.aug_schedule,
+                resize_method=stage.upsample_method,
             )
         if outputs:
             stage_cond["aug_level"] = jnp.full((batch,), stage.aug_level, jnp.float32)

@@ -3,8 +3,10 @@
 The paper's sampling method on the only public Imagen-like cascade: each class is prompted
 with its class name through T5 v1.1 XXL, and both stages use classifier-free guidance against
 the empty prompt's T5 embedding (IF's own null condition, computed by ``sample`` from the
-same encoder); IF-II sees the base image upsampled and then noised at augmentation level 0.25
-(its training order). Run it on the released weights, or on a fine-tuned base
+same encoder); IF-II sees the base image upsampled (align corners) and then noised at the
+integer step ``round(sr1.aug_level * 1000)`` = 250 (its training order: ``if_ii_l``'s
+``diffusion.aug_order = "resize_then_noise"``, diffusion-core's ``condition_lowres``, the
+function ``finetune`` trains an IF-II stage with). Run it on the released weights, or on a fine-tuned base
 (``paper/if_finetune``) by pointing ``base.checkpoint`` at that run's checkpoints.
 
 Weights (not downloaded by synthaug): ``DeepFloyd/IF-I-XL-v1.0`` and ``DeepFloyd/IF-II-L-v1.0``
