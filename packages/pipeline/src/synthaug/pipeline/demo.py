@@ -424,7 +424,8 @@ def run_demo(cfg, *, progress: bool = True) -> dict[str, Any]:
     }
     sweep_seeds = [int(cfg.seed) + i for i in range(int(cfg.sweep.seeds))]
     n_sweep = len(cfg.sweep.guidance) - (guidance in cfg.sweep.guidance)
-    total = len(seeds) * (len(rows) + len(multiples) - 1) + len(sweep_seeds) * (n_sweep + 1)
+    n_sizes = sum(1 for m in multiples if len(balanced_prefix(syn_y, rpc * m)) < len(syn_y))
+    total = len(seeds) * (len(rows) + n_sizes) + len(sweep_seeds) * (n_sweep + 1)
     bar = tqdm(
         total=total, desc="classifiers", unit="clf", disable=not progress, dynamic_ncols=True
     )
