@@ -238,7 +238,9 @@ def _lookup_text(batch: Batch, text_table: Mapping[str, Array] | None) -> dict:
     return batch
 
 
-def accumulated_value_and_grad(loss_fn: Callable, steps: int) -> Callable:
+def accumulated_value_and_grad(
+    loss_fn: Callable, steps: int, *, grad_shardings: Any = None
+) -> Callable:
     """``(params, batch, rng) -> (loss, grads)``, the batch split into ``steps`` micro-batches.
 
     ``loss_fn(params, batch, rng) -> (loss, aux)`` is a mean over the batch. With
@@ -248,7 +250,9 @@ def accumulated_value_and_grad(loss_fn: Callable, steps: int) -> Callable:
     each micro-batch) and the key ``jax.random.fold_in(rng, i)``. Their losses and gradients
     are summed in float32 in a ``lax.scan`` (only one micro-batch's activations live at a
     time) and divided by ``steps``: for a loss that does not depend on the key, exactly the
-    full batch's mean loss and gradient.
+    full batch's mean loss and gradient. ``grad_shardings`` (a tree of shardings like the
+    parameters', e.g. FSDP's) places the running sums as the parameters are placed; without
+    it the compiler may keep a full copy per device.
 
     Raises:
       ValueError: ``steps < 1``, or (when traced) a batch size that ``steps`` does not divide.
@@ -284,6 +288,8 @@ def accumulated_value_and_grad(loss_fn: Callable, steps: int) -> Callable:
             return (total_loss + loss.astype(jnp.float32), total), None
 
         zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+        if grad_shardings is not None:
+            zeros = jax.lax.with_sharding_constraint(zeros, grad_shardings)
         (loss, grads), _ = jax.lax.scan(
             one, (jnp.zeros((), jnp.float32), zeros), (jnp.arange(steps), micro)
         )
@@ -293,7 +299,7 @@ def accumulated_value_and_grad(loss_fn: Callable, steps: int) -> Callable:
     return accumulated
 
 
-def _step_body(model, config) -> Callable:
+def _step_body(model, config, param_shardings: Any = None) -> Callable:
     """``body(state, batch, rng, text_table, guard) -> (state, metrics, guard)``.
 
     ``guard`` is None or a dict (``step``: -1 while every step was finite, else the first
@@ -346,7 +352,9 @@ def _step_body(model, config) -> Callable:
         )
 
     value_and_grad = accumulated_value_and_grad(
-        loss_fn, int(config.train.get("grad_accum_steps", 1) or 1)
+        loss_fn,
+        int(config.train.get("grad_accum_steps", 1) or 1),
+        grad_shardings=param_shardings,
     )
 
     def body(state: TrainState, batch: Batch, rng: jax.Array, text_table, guard):
@@ -416,7 +424,8 @@ def make_train_step(
       The jitted step function. ``metrics`` has ``loss``, ``grad_norm``,
       ``learning_rate`` and ``finite``.
     """
-    body = _step_body(model, config)
+    param_shardings = shardings.params if isinstance(shardings, TrainState) else None
+    body = _step_body(model, config, param_shardings)
 
     def step_fn(state, batch, rng, text_table=None):
         new, metrics, _ = body(state, batch, rng, text_table, None)
@@ -609,7 +618,7 @@ def train(
             if jax.process_count() > 1:
                 init_state = jax.device_get(init_state)  # the same values on every process
             state = jax.device_put(init_state, shardings)
-        body = _step_body(model, config)
+        body = _step_body(model, config, shardings.params)
 
         def loop_step(state, batch, key, text_table, guard):
             # The key of step i is fold_in(train_key, i), made on the device.
