@@ -890,8 +890,8 @@ def _write_report(
     )
     rep.heading("Guidance sweep (base model)")
     rep.paragraph(
-        "Each point: a class-balanced synthetic set at that base guidance weight (SR stage at "
-        "its final settings); CAS = top-1 on the real test split of a classifier trained on it "
+        "Each point: a class-balanced synthetic set of base-model samples (16×16, no SR stage) "
+        "at that guidance weight; CAS = top-1 on the real test split of a classifier trained on it "
         f"alone (mean ± sd over {cfg.sweep.seeds} seeds); Fréchet "
         "distance in classifier features to the real test split."
     )
