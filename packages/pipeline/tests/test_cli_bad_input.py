@@ -148,6 +148,12 @@ def test_non_positive_step_counts_are_refused_before_writing(tmp_path, cli_fails
         ),
     ):
         cli_fails([*argv, f"--config.workdir={work}"], needle, ">= ")
+    base = ["finetune", "--config", "demo/finetune:base", f"--config.workdir={work}"]
+    cli_fails([*base, "--config.train.grad_accum_steps=0"], "train.grad_accum_steps must be >= 1")
+    cli_fails(
+        [*base, "--config.train.batch_size=6", "--config.train.grad_accum_steps=4"],
+        "train.grad_accum_steps 4 must divide train.batch_size 6",
+    )
     assert dir_listing(tmp_path) == {}
 
 

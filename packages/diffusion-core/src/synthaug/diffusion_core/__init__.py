@@ -62,6 +62,7 @@ from synthaug.diffusion_core.sharding import (
 from synthaug.diffusion_core.train import (
     NonFiniteLossError,
     TrainState,
+    accumulated_value_and_grad,
     create_train_state,
     ema_update,
     freeze_labels,
@@ -93,6 +94,7 @@ __all__ = [
     "TrainState",
     "UNet",
     "abstract_params",
+    "accumulated_value_and_grad",
     "alpha_sigma",
     "alpha_squared",
     "augment_lowres",

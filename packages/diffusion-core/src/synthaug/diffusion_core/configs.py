@@ -101,6 +101,9 @@ def _train(*, batch_size: int, steps: int) -> ml_collections.ConfigDict:
             "keep": 3,
             "log_every": 100,
             "freeze": (),  # regexes of '/'-joined parameter paths that are not trained
+            # Micro-batches per step: the batch's gradient is the mean of this many
+            # micro-batch gradients, computed one after another (less activation memory).
+            "grad_accum_steps": 1,
         }
     )
 

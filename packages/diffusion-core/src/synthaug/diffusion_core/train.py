@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "NonFiniteLossError",
     "TrainState",
+    "accumulated_value_and_grad",
     "create_train_state",
     "ema_update",
     "freeze_labels",
@@ -237,7 +238,68 @@ def _lookup_text(batch: Batch, text_table: Mapping[str, Array] | None) -> dict:
     return batch
 
 
-def _step_body(model, config) -> Callable:
+def accumulated_value_and_grad(
+    loss_fn: Callable, steps: int, *, grad_shardings: Any = None
+) -> Callable:
+    """``(params, batch, rng) -> (loss, grads)``, the batch split into ``steps`` micro-batches.
+
+    ``loss_fn(params, batch, rng) -> (loss, aux)`` is a mean over the batch. With
+    ``steps > 1`` the batch (every entry's leading axis, ``B``) is split into ``steps``
+    micro-batches of ``B / steps`` examples, micro-batch ``i`` taking the rows ``i, i +
+    steps, i + 2 * steps, ...`` (so a batch split over devices stays split the same way in
+    each micro-batch) and the key ``jax.random.fold_in(rng, i)``. Their losses and gradients
+    are summed in float32 in a ``lax.scan`` (only one micro-batch's activations live at a
+    time) and divided by ``steps``: for a loss that does not depend on the key, exactly the
+    full batch's mean loss and gradient. ``grad_shardings`` (a tree of shardings like the
+    parameters', e.g. FSDP's) places the running sums as the parameters are placed; without
+    it the compiler may keep a full copy per device.
+
+    Raises:
+      ValueError: ``steps < 1``, or (when traced) a batch size that ``steps`` does not divide.
+    """
+    if steps < 1:
+        raise ValueError(f"train.grad_accum_steps must be >= 1, got {steps}")
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    if steps == 1:
+
+        def single(params, batch, rng):
+            (loss, _), grads = grad_fn(params, batch, rng)
+            return loss, grads
+
+        return single
+
+    def accumulated(params, batch, rng):
+        sizes = {int(np.shape(x)[0]) for x in jax.tree.leaves(batch)}
+        if len(sizes) != 1 or next(iter(sizes)) % steps:
+            raise ValueError(
+                f"train.grad_accum_steps={steps} must divide the batch size, got batch "
+                f"entries of leading sizes {sorted(sizes)}"
+            )
+        b = sizes.pop()
+        micro = jax.tree.map(
+            lambda x: jnp.moveaxis(x.reshape(b // steps, steps, *x.shape[1:]), 1, 0), batch
+        )
+
+        def one(carry, xs):
+            i, mb = xs
+            (loss, _), grads = grad_fn(params, mb, jax.random.fold_in(rng, i))
+            total_loss, total = carry
+            total = jax.tree.map(lambda t, g: t + g.astype(jnp.float32), total, grads)
+            return (total_loss + loss.astype(jnp.float32), total), None
+
+        zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+        if grad_shardings is not None:
+            zeros = jax.lax.with_sharding_constraint(zeros, grad_shardings)
+        (loss, grads), _ = jax.lax.scan(
+            one, (jnp.zeros((), jnp.float32), zeros), (jnp.arange(steps), micro)
+        )
+        grads = jax.tree.map(lambda g, p: (g / steps).astype(p.dtype), grads, params)
+        return loss / steps, grads
+
+    return accumulated
+
+
+def _step_body(model, config, param_shardings: Any = None) -> Callable:
     """``body(state, batch, rng, text_table, guard) -> (state, metrics, guard)``.
 
     ``guard`` is None or a dict (``step``: -1 while every step was finite, else the first
@@ -289,9 +351,15 @@ def _step_body(model, config) -> Callable:
             label_dropout=float(d.get("label_dropout", 0.0)),
         )
 
+    value_and_grad = accumulated_value_and_grad(
+        loss_fn,
+        int(config.train.get("grad_accum_steps", 1) or 1),
+        grad_shardings=param_shardings,
+    )
+
     def body(state: TrainState, batch: Batch, rng: jax.Array, text_table, guard):
         batch = _lookup_text(batch, text_table)
-        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
+        loss, grads = value_and_grad(state.params, batch, rng)
         grad_norm = jnp.sqrt(
             sum(jnp.sum(jnp.square(g.astype(jnp.float32))) for g in jax.tree.leaves(grads))
         )
@@ -356,7 +424,8 @@ def make_train_step(
       The jitted step function. ``metrics`` has ``loss``, ``grad_norm``,
       ``learning_rate`` and ``finite``.
     """
-    body = _step_body(model, config)
+    param_shardings = shardings.params if isinstance(shardings, TrainState) else None
+    body = _step_body(model, config, param_shardings)
 
     def step_fn(state, batch, rng, text_table=None):
         new, metrics, _ = body(state, batch, rng, text_table, None)
@@ -549,7 +618,7 @@ def train(
             if jax.process_count() > 1:
                 init_state = jax.device_get(init_state)  # the same values on every process
             state = jax.device_put(init_state, shardings)
-        body = _step_body(model, config)
+        body = _step_body(model, config, shardings.params)
 
         def loop_step(state, batch, key, text_table, guard):
             # The key of step i is fold_in(train_key, i), made on the device.

@@ -33,9 +33,15 @@ def check_finetune(cfg) -> None:
         dc.lowres_settings(cfg)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    for key in ("num_steps", "batch_size", "save_every", "log_every", "keep"):
+    for key in ("num_steps", "batch_size", "save_every", "log_every", "keep", "grad_accum_steps"):
         if key in cfg.train and int(cfg.train[key]) < 1:
             raise ConfigError(f"train.{key} must be >= 1, got {cfg.train[key]}")
+    accum = int(cfg.train.get("grad_accum_steps", 1))
+    if int(cfg.train.batch_size) % accum:
+        raise ConfigError(
+            f"train.grad_accum_steps {accum} must divide train.batch_size "
+            f"{cfg.train.batch_size} (micro-batches of equal size)"
+        )
     if cfg.text.checkpoint and not pathlib.Path(cfg.text.checkpoint).exists():
         require_dir(cfg.text.checkpoint, "text encoder checkpoint (text.checkpoint)")
     if cfg.text.tokenizer and not pathlib.Path(cfg.text.tokenizer).is_file():

@@ -239,7 +239,12 @@ def _compile_step(stage, model, scfg, state, state_specs, sim_axes, per_device, 
         from synthaug import diffusion_core as dc
 
         _, b, key = _finetune_shapes(model, scfg, batch, text_len)
-        step = dc.make_train_step(model, scfg, donate=True)
+        # The step as `train` compiles it: explicit shardings (the gradient sums of
+        # `train.grad_accum_steps` are placed as the parameters are).
+        named = jax.tree.map(
+            lambda s: NamedSharding(mesh, s), state_specs, is_leaf=lambda x: isinstance(x, P)
+        )
+        step = dc.make_train_step(model, scfg, donate=True, mesh=mesh, shardings=named)
         args: tuple = (state, b, key)
     else:
         from synthaug import classifiers as cl
