@@ -231,16 +231,34 @@ def _tb_scalars(workdir: pathlib.Path, tag: str) -> dict[int, float]:
 
 
 def test_train_classifier_2x2_equals_1x4_and_1x1(classifiers):
+    """Two steps of the tiny ResNet: the same accuracy counts, loss and final parameters and
+    BatchNorm statistics (each checkpoint read back in this one-device process)."""
+    import jax
+
+    from synthaug import classifiers as cl
+
     out = {layout: _metrics(d)["train_classifier"] for layout, d in classifiers.items()}
-    ref = out["1x1"]
+    states = {layout: cl.load_classifier(d)[1] for layout, d in classifiers.items()}
+    ref, s1 = out["1x1"], states["1x1"]
     assert ref["eval_examples"] == 359  # the digits test split, every example once
     for layout in ("1x4", "2x2"):
-        got = out[layout]
+        got, s = out[layout], states[layout]
         # Accuracy counts exactly; the loss to float32 round-off.
         assert round(got["top1"] * 359) == round(ref["top1"] * 359)
         assert round(got["top5"] * 359) == round(ref["top5"] * 359)
         assert got["eval_examples"] == ref["eval_examples"]
         np.testing.assert_allclose(got["final_train_loss"], ref["final_train_loss"], rtol=1e-5)
+        assert int(s.step) == int(s1.step) == 2
+        for name in ("params", "batch_stats"):
+            a = [np.asarray(x) for x in jax.tree.leaves(getattr(s1, name))]
+            b = [np.asarray(x) for x in jax.tree.leaves(getattr(s, name))]
+            assert len(a) == len(b) > 0
+            # To 1e-5 of the collection's largest entry: a bias still near its zero start
+            # moved by a gradient that is a float32 sum over the batch (summed in another
+            # order on 4 devices) can differ by 1e-3 of itself.
+            scale = max(np.abs(x).max() for x in a)
+            for x, y in zip(a, b, strict=True):
+                np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-5 * scale)
 
 
 def test_finetune_2x2_equals_1x4_and_1x1(tmp_path):
@@ -295,11 +313,12 @@ def inception(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path]:
 
 
 def test_evaluate_2x2_equals_1x4_and_1x1(sampled, classifiers, inception, tmp_path):
-    """FID, IS and the accuracy of a classifier on the digits test split, in one run per
-    layout: the accuracy counts exactly; the synthetic set's pool3 statistics to float32
-    round-off against 1x1 (one device runs batches of 4 images, four devices one image
-    each: the features differ in their last bits) and to float64 round-off between 1x4
-    and 2x2 (the same per-device batches; only the cross-process reduction differs)."""
+    """FID, IS and the accuracy of a classifier (trained as a 2x2 job) on the digits test
+    split, in one run per layout: the accuracy counts exactly; the synthetic set's pool3
+    statistics to float32 round-off against 1x1 (one device runs batches of 4 images, four
+    devices one image each: the features differ in their last bits) and to float64
+    round-off between 1x4 and 2x2 (the same per-device batches; only the cross-process
+    reduction differs)."""
     weights, reference = inception
     args = [
         "evaluate",
@@ -309,7 +328,7 @@ def test_evaluate_2x2_equals_1x4_and_1x1(sampled, classifiers, inception, tmp_pa
         f"--config.samples_dir={sampled['1x1']}",
         f"--config.reference={reference}",
         f"--config.inception_checkpoint={weights}",
-        f"--config.classifier_dir={classifiers['1x1']}",
+        f"--config.classifier_dir={classifiers['2x2']}",  # saved by 2 processes
         "--config.real.source=digits",
         "--config.real.split=test",
         "--config.batch_size=4",
@@ -324,6 +343,10 @@ def test_evaluate_2x2_equals_1x4_and_1x1(sampled, classifiers, inception, tmp_pa
     assert ref["eval_examples"] == 359 and ref["num_samples"] == 20
     assert s1["mu"].shape == (2048,) and s1["sigma"].shape == (2048, 2048)
     assert ref["inception_score"] > 1 + 1e-6  # two images per split: not the trivial 1
+    # The classifier's own evaluation at the end of its training counted the same.
+    trained = _metrics(classifiers["2x2"])["train_classifier"]
+    assert round(ref["top1"] * 359) == round(trained["top1"] * 359)
+    assert round(ref["top5"] * 359) == round(trained["top5"] * 359)
     for layout in ("1x4", "2x2"):
         got, s = out[layout], stats[layout]
         assert got["eval_examples"] == 359 and got["num_samples"] == 20

@@ -80,6 +80,54 @@ def test_restore_into_a_sharded_target(tmp_path):
     np.testing.assert_array_equal(out.params["w"], _state(3).params["w"])
 
 
+_RESTORE_IN_ONE_DEVICE = """
+import sys
+import jax, jax.numpy as jnp, numpy as np
+from synthaug.io.checkpoint import Checkpointer
+assert jax.device_count() == 1
+f32 = jnp.float32
+target = {"step": jax.ShapeDtypeStruct((), jnp.int32),
+          "params": {"w": jax.ShapeDtypeStruct((8, 8), f32), "b": jax.ShapeDtypeStruct((4,), f32)}}
+with Checkpointer(sys.argv[1]) as ck:
+    out = ck.restore(target=target)
+np.savez(sys.argv[2], step=np.asarray(out["step"]), w=np.asarray(out["params"]["w"]))
+"""
+
+
+def test_an_unsharded_target_restores_what_other_devices_saved(tmp_path):
+    """Saved sharded over 4 devices, restored in a 1-device process into shapes from
+    ``jax.eval_shape`` (no shardings): whole copies, not orbax's topology error."""
+    import subprocess
+    import sys
+
+    mesh = Mesh(np.array(jax.devices()[:4]), ("data",))
+    state = _state(5)
+    saved = {
+        "step": state.step,
+        "params": jax.device_put(state.params, NamedSharding(mesh, P("data"))),
+    }
+    with Checkpointer(tmp_path / "ck", async_save=False) as ck:
+        ck.save(5, saved)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _RESTORE_IN_ONE_DEVICE,
+            str(tmp_path / "ck"),
+            str(tmp_path / "out.npz"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with np.load(tmp_path / "out.npz") as out:
+        assert int(out["step"]) == 5
+        np.testing.assert_array_equal(out["w"], state.params["w"])
+
+
 @pytest.mark.parametrize("damage", ["truncate", "empty", "no-record-truncate"])
 def test_damaged_latest_step_falls_back_with_a_warning(tmp_path, caplog, damage):
     with Checkpointer(tmp_path, keep=5) as ck:

@@ -100,3 +100,36 @@ def test_plan_compiles_the_step_on_a_simulated_fsdp_mesh():
     assert r["fits"] is (b["total"] <= 0.02 * 2**30)
     assert "fits: NO" in text if not r["fits"] else "fits: yes" in text
     assert "per device:" in text and "step temporaries" in text
+
+
+def test_plan_compiles_the_finetune_step_and_grad_accumulation_shrinks_it():
+    # The U-Net step as `train` compiles it on a simulated fsdp=2 mesh; two micro-batches
+    # hold half the activations at a time.
+    code = textwrap.dedent(
+        """
+        import json
+        from synthaug.pipeline import config as config_lib, plan as plan_lib
+        from synthaug.pipeline.configs.paper._mesh import UNET_FSDP_RULES
+        out = {}
+        for accum in (1, 2):
+            cfg = config_lib.load_config(
+                "demo/finetune:base", "finetune",
+                [f"train.grad_accum_steps={accum}", "train.batch_size=64"],
+            )
+            cfg.unlock()
+            cfg.mesh = {"data": -1, "fsdp": 2, "model": 1}
+            cfg.sharding = {"rules": UNET_FSDP_RULES}
+            out[accum] = plan_lib.plan(cfg, devices=4, device_memory_gib=1)
+        print(json.dumps(out))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout.splitlines()[-1])
+    one, two = r["1"], r["2"]
+    assert (
+        "simulated mesh {'data': 1, 'fsdp': 2, 'model': 1} of 2 CPU device(s), batch 32"
+        in (one["temporaries_note"])
+    )
+    assert one["bytes"]["params"] == two["bytes"]["params"] > 0
+    assert 0 < two["bytes"]["temporaries"] < 0.7 * one["bytes"]["temporaries"]

@@ -255,9 +255,10 @@ class Checkpointer:
           step: a specific step (no fallback), or None for the newest complete one.
           target: a pytree of arrays or ``jax.ShapeDtypeStruct`` (with ``sharding`` for a
             sharded restore) giving the structure, dtypes and placement; None restores the
-            saved structure as saved. In a multi-process job, a target without any
-            sharding (e.g. from ``jax.eval_shape``) gives every process its own whole
-            NumPy copy, as None does.
+            saved structure as saved. A target without any sharding (e.g. from
+            ``jax.eval_shape``) restores as None does: where the checkpoint was saved on
+            other devices or processes than this run's, or in a multi-process job, every
+            process gets its own whole NumPy copy.
 
         Returns:
           The restored pytree.
@@ -307,8 +308,9 @@ class Checkpointer:
         raise CheckpointError(f"no complete checkpoint in {self.directory}: {'; '.join(problems)}")
 
     def _restore_step(self, step: int, abstract: Any) -> Any:
-        """One step's items; without a target, as saved or, where the saving topology
-        differs from this run's (more processes or devices now or then), replicated."""
+        """One step's items; into the target's placements, or, for a target without any
+        (or none), as saved or, where the saving topology differs from this run's (more
+        processes or devices now or then), replicated."""
 
         def restore(tree_abstract):
             return self._mgr.restore(
@@ -316,21 +318,20 @@ class Checkpointer:
                 args=ocp.args.Composite(**{_STATE: ocp.args.StandardRestore(tree_abstract)}),
             )
 
-        if abstract is not None:
-            if jax.process_count() > 1 and _unplaced(abstract):
-                # Shapes without placements in a multi-process job: orbax would put every
-                # array on the first device, which one process alone holds. Every process
-                # reads the whole tree instead, as without a target.
-                out = restore(_replicated(abstract))
-                return {_STATE: _local_copy(out[_STATE])}
+        if abstract is not None and not _unplaced(abstract):
             return restore(abstract)
+        # Multi-process, orbax would put every array on the first device, which one process
+        # alone holds; every process reads the whole tree instead.
         if jax.process_count() == 1:
             try:
-                return restore(None)
+                return restore(abstract)
             except ValueError as e:
                 if "topology" not in str(e).lower():
                     raise
-        out = restore(self._replicated_abstract(step))
+        if abstract is None:
+            out = restore(self._replicated_abstract(step))
+        else:
+            out = restore(_replicated(abstract))
         return {_STATE: _local_copy(out[_STATE])}
 
     def _replicated_abstract(self, step: int) -> Any:

@@ -257,6 +257,7 @@ def _compile_step(stage, model, scfg, state, state_specs, sim_axes, per_device, 
     placed = [with_sharding(state, state_specs), with_sharding(b, b_sh)]
     if len(args) == 3:
         placed.append(jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=NamedSharding(mesh, P())))
+        placed.append(None)  # no text table: the batch carries the text embeddings
     # A classifier step is a shared jitted function with its static spec bound by a partial.
     if isinstance(step, functools.partial):
         compiled = step.func.lower(*placed, **step.keywords).compile()
