@@ -39,7 +39,7 @@ def test_quick_is_the_quick_variant_of_the_given_config(capsys, tmp_path, cli_fa
     out = capsys.readouterr().out
     assert "fast_compile = True" in out and "base.train.num_steps = 40" in out
     assert cli.main(["demo", "--config", "demo/default", "--help"]) == 0
-    assert "base.train.num_steps = 1000" in capsys.readouterr().out
+    assert "base.train.num_steps = 1200" in capsys.readouterr().out
     cli_fails(["demo", "--config", "demo/default:full", "--quick"], "--quick", "'full'")
     own = tmp_path / "mine.py"
     own.write_text("def get_config():\n    return {'stage': 'demo'}\n")
