@@ -262,7 +262,8 @@ def test_train_classifier_2x2_equals_1x4_and_1x1(classifiers):
 
 
 def test_finetune_2x2_equals_1x4_and_1x1(tmp_path):
-    """Two steps of the tiny base U-Net: the same losses and final EMA parameters."""
+    """Two steps of the tiny base U-Net, each in 2 micro-batches (the accumulation's split of
+    a batch spread over devices and processes): the same losses and final EMA parameters."""
     args = [
         "finetune",
         "--config",
@@ -272,6 +273,7 @@ def test_finetune_2x2_equals_1x4_and_1x1(tmp_path):
         "--config.train.save_every=2",
         "--config.train.log_every=1",
         "--config.train.batch_size=8",
+        "--config.train.grad_accum_steps=2",
         f"--config.text.cache={tmp_path / 'text_cache.npz'}",
     ]
     for layout in LAYOUTS:

@@ -269,7 +269,7 @@ def test_the_process_that_failed_first_is_blamed_whatever_order_exits_are_seen(t
     directory = _records(tmp_path, p1="100.5 2 first", p0="100.9 1 stopped")
     exits = [(0, 1), (1, 2)]
     lock = threading.Lock()
-    assert _first_failure([(0, 1)], directory, exits, lock, [None, None]) == (1, 2)
+    assert _first_failure([(0, 1)], directory, exits, lock, 2) == (1, 2)
 
 
 def test_the_earliest_first_record_wins_and_a_signal_death_comes_before_records(tmp_path):
@@ -278,10 +278,10 @@ def test_the_earliest_first_record_wins_and_a_signal_death_comes_before_records(
     lock = threading.Lock()
     directory = _records(tmp_path, p0="200.0 1 first", p2="199.0 3 first")
     exits = [(0, 1), (2, 3)]
-    assert _first_failure([(0, 1)], directory, exits, lock, [None] * 3, settle=0.1) == (2, 3)
+    assert _first_failure([(0, 1)], directory, exits, lock, 3, settle=0.1) == (2, 3)
     # A killed process leaves no record; the survivor that noticed it believes it came first.
     exits = [(0, 1), (1, -9)]
-    assert _first_failure([(0, 1)], directory, exits, lock, [None] * 3, settle=0.1) == (1, -9)
+    assert _first_failure([(0, 1)], directory, exits, lock, 3, settle=0.1) == (1, -9)
 
 
 def test_without_records_the_first_exit_not_marked_stopped_is_blamed(tmp_path):
@@ -290,10 +290,10 @@ def test_without_records_the_first_exit_not_marked_stopped_is_blamed(tmp_path):
     lock = threading.Lock()
     directory = _records(tmp_path, p0="5.0 1 stopped")
     exits = [(0, 1), (1, 4)]
-    assert _first_failure([(0, 1), (1, 4)], directory, exits, lock, [None] * 2, settle=0.1) == (
+    assert _first_failure([(0, 1), (1, 4)], directory, exits, lock, 2, settle=0.1) == (
         1,
         4,
     )
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert _first_failure([(0, 1)], str(empty), [(0, 1)], lock, [None], settle=0.1) == (0, 1)
+    assert _first_failure([(0, 1)], str(empty), [(0, 1)], lock, 1, settle=0.1) == (0, 1)

@@ -549,8 +549,9 @@ def train(
       data: ``data(step) -> batch`` or an iterable of batches (NumPy arrays; this
         process's examples). A resumed run calls ``data(k)`` first (k: the restored step)
         and then ``data(k), data(k + 1), ...``, so a callable that can position itself
-        reads none of the first k batches; an iterable is read and dropped up to step k. A batch holds ``image`` (and ``lowres`` for SR) and either
-        ``text_emb``/``text_mask`` or ``labels`` with ``text_table``.
+        reads none of the first k batches; an iterable is read and dropped up to step k.
+        A batch holds ``image`` (and ``lowres`` for SR) and either ``text_emb``/``text_mask``
+        or ``labels`` with ``text_table``.
       num_steps: train until this step (default ``config.train.num_steps``).
       checkpoint_dir: save every ``save_every`` steps (and at the end) keeping ``keep``;
         if it holds checkpoints, resume from the newest complete one.

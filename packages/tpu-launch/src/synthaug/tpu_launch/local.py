@@ -158,7 +158,7 @@ def _first_failure(
     directory: str,
     exits: list[tuple[int, int]],
     exit_lock: threading.Lock,
-    procs: Sequence[subprocess.Popen[bytes]],
+    num_processes: int,
     settle: float = 1.0,
 ) -> tuple[int, int]:
     """The process to blame, and its exit code.
@@ -187,7 +187,7 @@ def _first_failure(
         if firsts and all(i in records for i in exited_failed):
             _, i, code = firsts[0]
             return i, done.get(i, code)
-        if time.monotonic() > deadline or len(done) == len(procs):
+        if time.monotonic() > deadline or len(done) == num_processes:
             break
         time.sleep(0.02)
     if firsts:
@@ -315,7 +315,7 @@ def launch_local(
                 done = list(exits)
             failed = [(i, c) for i, c in done if c != 0]
             if failed:
-                i, code = _first_failure(failed, failure_dir.name, exits, exit_lock, procs)
+                i, code = _first_failure(failed, failure_dir.name, exits, exit_lock, num_processes)
                 with exit_lock:
                     others = num_processes - len(exits)
                 note(
