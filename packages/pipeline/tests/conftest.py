@@ -1,13 +1,25 @@
-"""Helpers of the command-line tests: a hashed listing of a directory and the one-line check."""
+"""Test setup and helpers of the command-line tests: a hashed listing of a directory and the
+one-line check.
+
+Before any JAX backend starts, XLA gets the demo's quick-compile flags (unless the caller's
+``XLA_FLAGS`` say otherwise), in this process and in the subprocesses the tests start: the
+suite's time is mostly XLA compiling tiny networks, and the flags halve it at the cost of
+run-time speed that does not matter at these sizes.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import pathlib
 
 import pytest
 
-from synthaug.pipeline import cli
+from synthaug.pipeline.demo import FAST_COMPILE_FLAGS
+
+os.environ.setdefault("XLA_FLAGS", " ".join(FAST_COMPILE_FLAGS))
+
+from synthaug.pipeline import cli  # noqa: E402
 
 
 def listing(root: pathlib.Path) -> dict[str, str]:
