@@ -360,3 +360,58 @@ def test_evaluate_2x2_equals_1x4_and_1x1(sampled, classifiers, inception, tmp_pa
         np.testing.assert_allclose(got["inception_score"], ref["inception_score"], rtol=1e-6)
     for k in ("mu", "sigma"):  # the exact float64 reduction over processes
         np.testing.assert_allclose(stats["2x2"][k], stats["1x4"][k], rtol=1e-12, atol=1e-14)
+
+
+def _folder_split(root: pathlib.Path) -> pathlib.Path:
+    """An ImageNet-layout folder of 7 noisy colour classes: train 6, val 5 per class."""
+    import io
+
+    from PIL import Image
+
+    from synthaug import imagenet_data as data
+
+    for split, n in (("train", 6), ("val", 5)):
+        for label in range(7):
+            d = root / split / data.label_to_wnid(label)
+            d.mkdir(parents=True)
+            rng = np.random.default_rng([label, n])
+            colour = np.array([label * 37 % 256, (label * 91 + 60) % 256, (label * 53 + 120) % 256])
+            for i in range(n):
+                img = np.clip(colour + rng.integers(-127, 127, (32, 40, 3)), 0, 255)
+                buf = io.BytesIO()
+                Image.fromarray(img.astype(np.uint8)).save(buf, format="PNG")
+                (d / f"{i}.png").write_bytes(buf.getvalue())
+    return root
+
+
+def test_evaluate_streams_a_real_split_over_2x2_as_training_counted_it(tmp_path):
+    """``evaluate`` on an ImageNet-layout split streamed through tf.data, as a 2x2 job: each
+    process reads its own part and evaluates it over its devices; the counts over all 35
+    images equal the classifier's own one-process evaluation of that split after training."""
+    from synthaug.pipeline import cli
+
+    folder = _folder_split(tmp_path / "folder")
+    work = tmp_path / "cls"
+    train = [
+        "train-classifier", "--config", "paper/resnet50:real",
+        "--config.recipe.model=resnet_tiny", "--config.recipe.image_size=32",
+        "--config.recipe.num_classes=7", "--config.recipe.epochs=1",
+        "--config.recipe.batch_size=8", "--config.recipe.eval_batch_size=8",
+        "--config.recipe.warmup_epochs=0", "--config.recipe.base_lr=0.1",
+        "--config.data.real.source=imagenet_folder", f"--config.data.real.data_dir={folder}",
+        "--config.data.eval_split=val", f"--config.workdir={work}",
+    ]  # fmt: skip
+    assert cli.main(train) == 0  # in this process, on one device
+    trained = _metrics(work)["train_classifier"]
+    args = [
+        "evaluate", "--config", "paper/evaluate:cas", f"--config.classifier_dir={work}",
+        "--config.real.source=imagenet_folder", f"--config.real.data_dir={folder}",
+        "--config.real.split=val", "--config.batch_size=8",  # 4 full batches and a padded one
+        f"--config.workdir={tmp_path / '2x2'}",
+    ]  # fmt: skip
+    _run("2x2", args)
+    got = _metrics(tmp_path / "2x2")["evaluate"]
+    assert got["eval_examples"] == trained["eval_examples"] == 35
+    assert 0 < round(got["top1"] * 35) < round(got["top5"] * 35) < 35  # not trivial
+    assert round(got["top1"] * 35) == round(trained["top1"] * 35)
+    assert round(got["top5"] * 35) == round(trained["top5"] * 35)

@@ -1,5 +1,7 @@
 """Train/eval steps: global-batch BatchNorm under data parallelism, exact sharded eval, fit."""
 
+import itertools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -11,6 +13,7 @@ from jax.sharding import Mesh
 from synthaug.classifiers import (
     create_train_state,
     evaluate,
+    evaluate_batches,
     fit,
     make_train_step,
     model_from_config,
@@ -85,7 +88,12 @@ def test_eval_counts_every_example_exactly_once(mesh):
     loss = np.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
     sharded = evaluate(cfg, state, images, labels, batch_size=8, mesh=mesh)
     single = evaluate(cfg, state, images, labels, batch_size=5)
-    for res in (sharded, single):
+    # A stream of uneven batches (one empty), re-cut into the global batch.
+    cuts = [0, 10, 11, 11, 30, 37]
+    stream = [{"images": images[a:b], "labels": labels[a:b]} for a, b in itertools.pairwise(cuts)]
+    streamed = evaluate_batches(cfg, state, iter(stream), batch_size=8, mesh=mesh)
+    streamed1 = evaluate_batches(cfg, state, iter(stream), batch_size=5)
+    for res in (sharded, single, streamed, streamed1):
         assert res["count"] == 37
         assert res["top1"] == pytest.approx(top1, abs=1e-9)
         assert res["top5"] == pytest.approx(top5, abs=1e-9)
@@ -163,6 +171,12 @@ def test_evaluate_rejects_out_of_range_labels():
         evaluate(cfg, state, images, np.where(np.arange(10) == 3, 4, labels))
     with pytest.raises(ValueError, match=r"eval_labels must be in \[0, 4\).*\[-1, "):
         evaluate(cfg, state, images, np.where(np.arange(10) == 3, -1, labels))
+    # In a stream the labels are checked on the device: the count of bad ones is reported.
+    bad = [{"images": images, "labels": np.where(np.arange(10) == 3, 9, labels)}]
+    with pytest.raises(ValueError, match=r"1 of 10 examples are outside \[0, config.num_classes\)"):
+        evaluate_batches(cfg, state, bad)
+    with pytest.raises(ValueError, match=r"my_batches: each batch must be a dict"):
+        evaluate_batches(cfg, state, [(images, labels)], name="my_batches")
 
 
 def test_bfloat16_compute_lowers_to_bf16_convs_and_dots_with_f32_state():

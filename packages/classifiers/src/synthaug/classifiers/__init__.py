@@ -14,7 +14,12 @@ from synthaug.classifiers.augment import (
 )
 from synthaug.classifiers.checkpoint import CONFIG_FILE, load_classifier, save_classifier
 from synthaug.classifiers.conv import KERNEL_GRAD_MODES, conv_general_dilated
-from synthaug.classifiers.evaluate import evaluate, predict_features
+from synthaug.classifiers.evaluate import (
+    eval_batch_size,
+    evaluate,
+    evaluate_batches,
+    predict_features,
+)
 from synthaug.classifiers.fit import NonFiniteLossError, epoch_permutation, fit, fit_stream
 from synthaug.classifiers.models import (
     MODEL_NAMES,
@@ -84,7 +89,9 @@ __all__ = [
     "demo_recipe",
     "detect_layout",
     "epoch_permutation",
+    "eval_batch_size",
     "evaluate",
+    "evaluate_batches",
     "fit",
     "fit_stream",
     "get_model",

@@ -22,7 +22,7 @@ from synthaug.classifiers import parallel
 from synthaug.classifiers.state import model_from_config
 from synthaug.classifiers.steps import make_eval_step, make_feature_fn
 
-__all__ = ["evaluate", "predict_features"]
+__all__ = ["eval_batch_size", "evaluate", "evaluate_batches", "predict_features"]
 
 
 def check_images(images, labels, name: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -164,11 +164,49 @@ def evaluate(
     """
     images, labels = check_images(images, labels, "eval")
     check_label_range(labels, int(config.num_classes), "eval_labels")
+    batches = [{"images": images, "labels": labels}]
+    return _evaluate(config, state, batches, batch_size, mesh, "eval", template_of(config, images))
+
+
+def evaluate_batches(
+    config: ml_collections.ConfigDict,
+    state: Any,
+    batches: Iterable[dict],
+    *,
+    batch_size: int | None = None,
+    mesh: Mesh | None = None,
+    name: str = "eval_batches",
+) -> dict:
+    """:func:`evaluate` over a stream: ``batches`` of any sizes (e.g. a tf.data pipeline's
+    ``as_numpy_iterator()``), each example counted once, never all in memory at once.
+
+    The batches are re-cut into this process's share of the global batch, so the result
+    does not depend on their sizes, the device count or the process count. With a mesh
+    across processes each process streams its own examples (any number, possibly none).
+
+    Args:
+      config: the recipe config the model was trained with.
+      state: a :class:`TrainState` (or ``{"params", "batch_stats"}``), placed for ``mesh``.
+      batches: dicts of uint8 ``"images"`` ``[b, H, W, 3]`` and int ``"labels"`` ``[b]``.
+      batch_size: the global batch (default ``config.eval_batch_size``; rounded to the
+        device count).
+      mesh: optional mesh.
+      name: how errors name the input.
+
+    Returns:
+      ``{"top1", "top5", "loss", "count"}``.
+
+    Raises:
+      ValueError: a batch that is not such a dict, or a label outside ``[0, num_classes)``.
+    """
+    return _evaluate(config, state, batches, batch_size, mesh, name, template_of(config))
+
+
+def _evaluate(config, state, batches, batch_size, mesh, name, template) -> dict:
     step = make_eval_step(model_from_config(config), config, mesh)
     gbs = eval_batch_size(config, batch_size, mesh)
     lbs = parallel.local_batch_size(gbs, mesh)
-    chunks = local_chunks([{"images": images, "labels": labels}], lbs, "eval")
-    return sum_eval(step, state, chunks, gbs, mesh, template_of(config, images))
+    return sum_eval(step, state, local_chunks(batches, lbs, name), gbs, mesh, template)
 
 
 def predict_features(

@@ -161,26 +161,17 @@ def _inception_metrics(cfg) -> tuple[dict[str, float], Any]:
     return res, stats
 
 
-def _sum_over_processes(values: np.ndarray) -> np.ndarray:
-    """Element-wise sum of a small int array over every process (a collective)."""
-    import jax
-
-    if jax.process_count() == 1:
-        return values
-    from jax.experimental import multihost_utils
-
-    gathered = multihost_utils.process_allgather(np.asarray(values, np.int32))
-    return np.asarray(gathered, np.int64).reshape(jax.process_count(), -1).sum(0)
-
-
-def stream_accuracy(recipe, state, real_cfg, *, batch_size: int = 250) -> dict[str, Any]:
+def stream_accuracy(recipe, state, real_cfg, *, batch_size: int = 250, mesh=None) -> dict[str, Any]:
     """Top-1 / top-5 of a classifier on a real ImageNet split streamed through tf.data.
 
     Args:
       recipe: the classifier's recipe config (``image_size``, ``num_classes``).
-      state: its train state (or ``{"params", "batch_stats"}``).
+      state: its train state (or ``{"params", "batch_stats"}``), placed for ``mesh``.
       real_cfg: a ``data`` config group (``source``, ``data_dir``, ``split``).
-      batch_size: images per evaluation step (the last batch is padded and masked).
+      batch_size: the global evaluation batch (rounded down to a multiple of the mesh's
+        devices; the last batch is padded and masked).
+      mesh: optional mesh (``synthaug.pipeline.runtime.stage_runtime``): every device of
+        every process evaluates, each process streaming its own part of the split.
 
     Returns:
       ``{"top1", "top5", "count"}``: exact fractions over every example of the split.
@@ -193,35 +184,33 @@ def stream_accuracy(recipe, state, real_cfg, *, batch_size: int = 250) -> dict[s
     bs = int(batch_size)
     if bs < 1:
         raise ConfigError(f"batch_size must be >= 1, got {bs}")
-    step = cl.make_eval_step(cl.model_from_config(recipe), recipe)
+    local_bs = cl.local_batch_size(cl.eval_batch_size(recipe, bs, mesh), mesh)
     ds = eval_batches(
         real_cfg,
         split=real_cfg.split,
         image_size=int(recipe.image_size),
-        batch_size=bs,
+        batch_size=local_bs,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
     )
-    sums = np.zeros(3, np.int64)  # correct top-1, correct top-5, count
-    for b in ds.as_numpy_iterator():
-        n = len(b["labels"])
-        pad = bs - n
-        batch = {
-            "images": np.concatenate(
-                [b["images"], np.zeros((pad, *b["images"].shape[1:]), np.uint8)]
-            ),
-            "labels": np.concatenate([b["labels"], np.zeros((pad,), np.int32)]),
-            "mask": np.arange(bs) < n,
-        }
-        out = jax.device_get(step(state, batch))
-        sums += [int(out["correct1"]), int(out["correct5"]), int(out["count"])]
-    c1, c5, count = (int(v) for v in _sum_over_processes(sums))
-    if count == 0:
+    acc = cl.evaluate_batches(
+        recipe, state, ds.as_numpy_iterator(), batch_size=bs, mesh=mesh, name="real data"
+    )
+    if acc["count"] == 0:
         raise ConfigError(
             f"real data {real_cfg.source} split {real_cfg.split!r} in {real_cfg.data_dir!r} "
             "holds no readable images"
         )
-    return {"top1": c1 / count, "top5": c5 / count, "count": count}
+    return acc
+
+
+def _placed(state, mesh):
+    """The restored classifier's variables replicated over ``mesh`` (None: as they are)."""
+    if mesh is None:
+        return state
+    from synthaug import tpu_launch as tl
+
+    return tl.shard_params({"params": state.params, "batch_stats": state.batch_stats}, [], mesh)
 
 
 def evaluate(cfg, *, progress: bool = True, mesh=None) -> dict[str, Any]:
@@ -254,16 +243,13 @@ def evaluate(cfg, *, progress: bool = True, mesh=None) -> dict[str, Any]:
         if cfg.real.source == "digits":
             x, y = digits_subset(cfg.real.split, int(recipe.image_size))
             if mesh is not None:  # each process its own part; counts summed once
-                from synthaug import tpu_launch as tl
-
                 part = _my_part(len(y))
                 x, y = x[part], y[part]
-                # The restored state sits on one device; the step runs on all of the mesh's.
-                variables = {"params": state.params, "batch_stats": state.batch_stats}
-                state = tl.shard_params(variables, [], mesh)
-            acc = cl.evaluate(recipe, state, x, y, mesh=mesh)
+            acc = cl.evaluate(recipe, _placed(state, mesh), x, y, mesh=mesh)
         else:
-            acc = stream_accuracy(recipe, state, cfg.real, batch_size=int(cfg.batch_size))
+            acc = stream_accuracy(
+                recipe, _placed(state, mesh), cfg.real, batch_size=int(cfg.batch_size), mesh=mesh
+            )
         res.update(
             top1=float(acc["top1"]), top5=float(acc["top5"]), eval_examples=int(acc["count"])
         )
