@@ -314,14 +314,12 @@ def inception(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path]:
     return weights, reference
 
 
-def test_evaluate_2x2_equals_1x4_and_1x1(sampled, classifiers, inception, tmp_path):
-    """FID, IS and the accuracy of a classifier (trained as a 2x2 job) on the digits test
-    split, in one run per layout: the accuracy counts exactly; the synthetic set's pool3
-    statistics to float32 round-off against 1x1 (one device runs batches of 4 images, four
-    devices one image each: the features differ in their last bits) and to float64
-    round-off between 1x4 and 2x2 (the same per-device batches; only the cross-process
-    reduction differs)."""
+@pytest.fixture(scope="module")
+def evaluated(sampled, classifiers, inception, tmp_path_factory) -> tuple[dict, dict]:
+    """``evaluate`` of the 1x1 sample set and the 2x2 classifier in each layout:
+    ``({layout: metrics}, {layout: {"mu", "sigma"}})``."""
     weights, reference = inception
+    tmp_path = tmp_path_factory.mktemp("evaluate")
     args = [
         "evaluate",
         "--config",
@@ -341,6 +339,17 @@ def test_evaluate_2x2_equals_1x4_and_1x1(sampled, classifiers, inception, tmp_pa
         out[layout] = _metrics(tmp_path / layout)["evaluate"]
         with np.load(tmp_path / layout / "sample_stats.npz") as f:
             stats[layout] = {k: f[k] for k in ("mu", "sigma")}
+    return out, stats
+
+
+def test_evaluate_2x2_equals_1x4_and_1x1(evaluated, classifiers):
+    """FID, IS and the accuracy of a classifier (trained as a 2x2 job) on the digits test
+    split, in one run per layout: the accuracy counts exactly; the synthetic set's pool3
+    statistics to float32 round-off against 1x1 (one device runs batches of 4 images, four
+    devices one image each: the features differ in their last bits) and to float64
+    round-off between 1x4 and 2x2 (the same per-device batches; only the cross-process
+    reduction differs)."""
+    out, stats = evaluated
     ref, s1 = out["1x1"], stats["1x1"]
     assert ref["eval_examples"] == 359 and ref["num_samples"] == 20
     assert s1["mu"].shape == (2048,) and s1["sigma"].shape == (2048, 2048)
@@ -360,6 +369,33 @@ def test_evaluate_2x2_equals_1x4_and_1x1(sampled, classifiers, inception, tmp_pa
         np.testing.assert_allclose(got["inception_score"], ref["inception_score"], rtol=1e-6)
     for k in ("mu", "sigma"):  # the exact float64 reduction over processes
         np.testing.assert_allclose(stats["2x2"][k], stats["1x4"][k], rtol=1e-12, atol=1e-14)
+
+
+def test_select_checkpoint_2x2_scores_as_sample_and_evaluate_do(
+    base_checkpoint, inception, evaluated, tmp_path
+):
+    """``select-checkpoint`` as a 2x2 job: each process samples its part of the checkpoint's
+    images and the features are computed over all four devices; its FID is the 1x1
+    ``evaluate`` FID of the same 20 images drawn by a 1x1 ``sample`` (the settings of
+    ``sampled``: batches start at the same indices, so they hold the same images)."""
+    import json
+
+    workdir, cache = base_checkpoint
+    weights, reference = inception
+    out = tmp_path / "selection.json"
+    args = [
+        "select-checkpoint", "--config", "demo/select_checkpoint",
+        "--config.sr1.enabled=false", "--config.base.steps=3", "--config.batch_size=4",
+        f"--config.base.checkpoint={workdir}", f"--config.text.cache={cache}",
+        "--config.select.num_samples=20", "--config.select.fid_batch_size=8",
+        f"--config.select.reference={reference}",
+        f"--config.select.inception_checkpoint={weights}", f"--config.select.out={out}",
+    ]  # fmt: skip
+    _run("2x2", args)
+    sel = json.loads(out.read_text())
+    assert sel["complete"] and [r["step"] for r in sel["ranking"]] == [1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["selection.json"]  # scratch removed
+    np.testing.assert_allclose(sel["best_fid"], evaluated[0]["1x1"]["fid"], rtol=1e-6)
 
 
 def _folder_split(root: pathlib.Path) -> pathlib.Path:

@@ -3,6 +3,7 @@ then draws from the best one (``base.checkpoint_step``) and ``evaluate`` agrees 
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -114,3 +115,22 @@ def test_select_unknown_step_is_one_line_exit_2(run, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "[3]" in err and "kept" in err
     assert not (run["root"] / "x.json").exists()
+
+
+@pytest.mark.parametrize("processes", [1, 2, 3])
+def test_scratch_samples_are_split_over_processes_in_whole_batches(processes, tmp_path):
+    """The scratch ``sample`` config: shards of whole batches, one part per process, so
+    batches start at multiples of ``batch_size`` (the same images) on any process count."""
+    from synthaug.imagenet_data import host_range
+    from synthaug.pipeline.config import load_config
+    from synthaug.pipeline.select_checkpoint import _sample_config
+
+    cfg = load_config("demo/select_checkpoint", "select-checkpoint", ["batch_size=4"])
+    scfg = _sample_config(cfg, 6, tmp_path / "s", 2, 10, processes)
+    assert scfg.stage == "sample" and scfg.base.checkpoint_step == 6 and scfg.per_class == 2
+    shard = int(scfg.shard_size)
+    assert shard % 4 == 0
+    parts = [host_range(20, shard, p, processes) for p in range(processes)]
+    assert parts[0][0] == 0 and parts[-1][1] == 20
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))  # contiguous, disjoint
+    assert all(stop > start for start, stop in parts)  # every process samples a part

@@ -30,7 +30,7 @@ from synthaug.pipeline.errors import ConfigError
 from synthaug.pipeline.io import require_dir, require_file
 from synthaug.pipeline.writer import MetricWriter
 
-__all__ = ["METRICS", "check_evaluate", "evaluate", "stream_accuracy"]
+__all__ = ["METRICS", "check_evaluate", "evaluate", "sharded_statistics", "stream_accuracy"]
 
 METRICS = ("fid", "inception_score", "accuracy")
 
@@ -79,20 +79,32 @@ def _gather_rows(rows: np.ndarray) -> np.ndarray:
     return np.concatenate([every[p, : counts[p]] for p in range(len(counts))])
 
 
-def _sharded_inception_metrics(cfg, mesh) -> tuple[dict[str, float], Any]:
-    """FID and IS with the features computed over the mesh's devices and processes: each
-    process takes its contiguous part of the first ``num_samples`` images; the float64
-    statistics are reduced exactly across processes, the logits gathered in image order.
-    Returns the metrics and the statistics."""
+def sharded_statistics(
+    samples_dir, params, mesh, *, num_samples: int, batch_size: int, keep_logits: bool = False
+) -> tuple[Any, np.ndarray | None, int]:
+    """Pool3 statistics of the first ``num_samples`` images of a synthetic set, with the
+    features computed over every device of every process of ``mesh``: each process takes its
+    contiguous part of the images (every process reads the set), and the float64 sums are
+    reduced exactly across processes (a collective).
+
+    Args:
+      samples_dir: a synthetic set (one directory or per-host directories).
+      params: the FID Inception's parameters.
+      mesh: the stage's mesh.
+      num_samples: how many images (fewer if the set holds fewer).
+      batch_size: images per step, rounded down to a multiple of the mesh's devices.
+      keep_logits: also return this process's logits (without the classifier bias).
+
+    Returns:
+      ``(stats, logits or None, n)``: statistics over all ``n`` images.
+    """
     from synthaug import imagenet_data as data
     from synthaug import metrics as mt
-    from synthaug.pipeline.fid_stats import load_inception
     from synthaug.pipeline.sample import sample_dirs
 
-    params = load_inception(cfg.inception_checkpoint)
-    dirs = sample_dirs(cfg.samples_dir)
+    dirs = sample_dirs(samples_dir)
     total = sum(int(data.read_manifest(d)["num_examples"]) for d in dirs)
-    n = min(total, int(cfg.num_samples))
+    n = min(total, int(num_samples))
     mine = _my_part(n)
 
     def local_images():
@@ -109,11 +121,29 @@ def _sharded_inception_metrics(cfg, mesh) -> tuple[dict[str, float], Any]:
     first = next(iter(data.read_synthetic(dirs[0]).take(1).as_numpy_iterator()))[0]
     # The batch: a multiple of every device of the mesh (so of the process count too).
     devices = int(np.prod(list(mesh.shape.values())))
-    batch = max(devices, int(cfg.batch_size) // devices * devices)
+    batch = max(devices, int(batch_size) // devices * devices)
     feature_fn = mt.make_sharded_feature_fn(
         params, mesh, batch_size=batch, image_shape=first.shape[:2], logits_bias=False
     )
-    stats, logits = mt.streaming_statistics(local_images(), feature_fn, keep_logits=True)
+    stats, logits = mt.streaming_statistics(local_images(), feature_fn, keep_logits=keep_logits)
+    return stats, logits, n
+
+
+def _sharded_inception_metrics(cfg, mesh) -> tuple[dict[str, float], Any]:
+    """FID and IS with the features computed over the mesh's devices and processes
+    (:func:`sharded_statistics`), the logits gathered in image order. Returns the metrics
+    and the statistics."""
+    from synthaug import metrics as mt
+    from synthaug.pipeline.fid_stats import load_inception
+
+    stats, logits, n = sharded_statistics(
+        cfg.samples_dir,
+        load_inception(cfg.inception_checkpoint),
+        mesh,
+        num_samples=int(cfg.num_samples),
+        batch_size=int(cfg.batch_size),
+        keep_logits=True,
+    )
     res: dict[str, float] = {"num_samples": float(n)}
     if "fid" in cfg.metrics:
         ref = mt.load_reference_npz(cfg.reference)

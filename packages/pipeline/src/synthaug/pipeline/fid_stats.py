@@ -248,15 +248,6 @@ def _load_part(path, fingerprint: str | None):
     return int(data["consumed"]), int(data["skipped"]), bool(data["done"]), stats
 
 
-def _barrier(name: str) -> None:
-    import jax
-
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
-
-
 def fid_stats(cfg, *, progress: bool = True) -> dict[str, Any]:
     """Compute (or finish computing) the reference statistics a ``fid-stats`` config describes.
 
@@ -269,6 +260,7 @@ def fid_stats(cfg, *, progress: bool = True) -> dict[str, Any]:
 
     from synthaug import metrics as mt
     from synthaug.pipeline.data import real_dataset
+    from synthaug.pipeline.runtime import barrier
     from synthaug.pipeline.writer import MetricWriter
 
     check_fid_stats(cfg)
@@ -357,7 +349,7 @@ def fid_stats(cfg, *, progress: bool = True) -> dict[str, Any]:
             if spatial is not None:
                 spatial.update(np.zeros((0, SPATIAL_CHANNELS * 17 * 17)))
         _save_part(part, fp, consumed, skipped, True, pool, spatial)
-    _barrier("synthaug-fid-stats-done")
+    barrier("synthaug-fid-stats-done")
     summary: dict[str, Any] = {"stage": "fid-stats", "out": str(cfg.out)}
     if pi == 0:
         total = mt.RunningStats()
@@ -394,5 +386,5 @@ def fid_stats(cfg, *, progress: bool = True) -> dict[str, Any]:
         w = MetricWriter(workdir, tensorboard=False)
         w.summary(fid_stats=summary)
         w.close()
-    _barrier("synthaug-fid-stats-written")
+    barrier("synthaug-fid-stats-written")
     return summary

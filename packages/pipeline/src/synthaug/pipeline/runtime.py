@@ -13,7 +13,7 @@ from typing import Any
 
 from synthaug.pipeline.errors import ConfigError
 
-__all__ = ["local_batch_sharding", "stage_rules", "stage_runtime"]
+__all__ = ["barrier", "local_batch_sharding", "stage_rules", "stage_runtime"]
 
 
 def stage_runtime(cfg) -> Any:
@@ -37,6 +37,17 @@ def stage_runtime(cfg) -> Any:
         return tl.mesh_from_config(axes)
     except tl.MeshShapeError as e:
         raise ConfigError(f"config.mesh: {e}") from None
+
+
+def barrier(name: str) -> None:
+    """Wait until every process of a multi-process run reaches ``barrier(name)`` (alone: at
+    once)."""
+    import jax
+
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def stage_rules(cfg) -> list:

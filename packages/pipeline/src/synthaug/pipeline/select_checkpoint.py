@@ -24,7 +24,6 @@ import time
 from typing import Any
 
 import ml_collections
-import numpy as np
 
 from synthaug.pipeline.errors import ConfigError
 from synthaug.pipeline.io import require_file, write_json
@@ -65,17 +64,25 @@ def select_checkpoint_schema() -> ml_collections.ConfigDict:
     return c
 
 
-def _sample_config(cfg, step: int, out_dir: pathlib.Path, per_class: int, num_classes: int):
-    """The ``sample`` config that draws the images of one checkpoint."""
+def _sample_config(
+    cfg, step: int, out_dir: pathlib.Path, per_class: int, num_classes: int, processes: int = 1
+):
+    """The ``sample`` config that draws the images of one checkpoint.
+
+    Its shards are whole batches, as many as give each of ``processes`` a part: batches then
+    start at multiples of ``batch_size`` whatever the process count, so every process count
+    draws the same images (``sample`` keys a batch by its first index)."""
     from synthaug.pipeline.config import validate
 
+    total = per_class * num_classes
+    bsz = int(cfg.batch_size)
     d = cfg.to_dict()
     d.pop("select")
     d["stage"] = "sample"
     d["workdir"] = ""
     d["out_dir"] = str(out_dir)
     d["per_class"] = per_class
-    d["shard_size"] = per_class * num_classes  # one shard
+    d["shard_size"] = bsz * max(1, total // (bsz * processes))
     d[cfg.select.stage]["checkpoint_step"] = int(step)
     return validate(d, "sample")
 
@@ -123,20 +130,37 @@ def _settings(cfg) -> dict[str, Any]:
     return d
 
 
-def select_checkpoint(cfg, *, progress: bool = True) -> dict[str, Any]:
+def select_checkpoint(cfg, *, progress: bool = True, mesh=None) -> dict[str, Any]:
     """Score every kept checkpoint of ``cfg[select.stage].checkpoint`` by FID; write the ranking.
+
+    On several processes (``synthaug-launch``, a pod slice) each process samples its own
+    part of every checkpoint's images (as ``sample`` does) and the Inception features are
+    computed over every device of the mesh, the statistics reduced across processes
+    (:func:`synthaug.pipeline.evaluate.sharded_statistics`); process 0 writes the ranking.
+    The sample scratch directory lies next to ``select.out``, which every process must see.
+
+    Args:
+      cfg: a validated ``select-checkpoint`` config.
+      progress: show progress bars.
+      mesh: the stage's mesh (default: ``stage_runtime(cfg)``, every device).
 
     Returns:
       The selection written to ``select.out``.
     """
+    import jax
+
     from synthaug import metrics as mt
-    from synthaug.imagenet_data import synthetic_dirs as sample_dirs
     from synthaug.pipeline.classes import class_names, resolve_classes
+    from synthaug.pipeline.evaluate import sharded_statistics
     from synthaug.pipeline.fid_stats import load_inception
+    from synthaug.pipeline.runtime import barrier, stage_runtime
     from synthaug.pipeline.sample import sample
     from synthaug.pipeline.text import class_embeddings
 
     steps = check_select_checkpoint(cfg)
+    if mesh is None:
+        mesh = stage_runtime(cfg)
+    lead = jax.process_index() == 0
     t0 = time.perf_counter()
     sel = cfg.select
     workdir = pathlib.Path(cfg[sel.stage].checkpoint)
@@ -158,7 +182,6 @@ def select_checkpoint(cfg, *, progress: bool = True) -> dict[str, Any]:
     per_class = math.ceil(n / len(labels))
     text = class_embeddings(cfg.text, class_names(cfg.dataset), workdir=out.parent)
     params = load_inception(sel.inception_checkpoint)
-    feature_fn = mt.make_feature_fn(params, batch_size=int(sel.fid_batch_size), logits_bias=False)
     scratch = out.parent / f".{out.name}.samples"
 
     def write(complete: bool) -> dict[str, Any]:
@@ -176,40 +199,28 @@ def select_checkpoint(cfg, *, progress: bool = True) -> dict[str, Any]:
             "settings": settings,
             "wall_time_s": time.perf_counter() - t0,
         }
-        write_json(out, result)
+        if lead:
+            write_json(out, result)
         return result
+
+    def clear_scratch(name: str) -> None:
+        # Every process is done with the scratch samples before process 0 removes them.
+        barrier(f"synthaug-select-{name}")
+        if lead:
+            shutil.rmtree(scratch, ignore_errors=True)
+        barrier(f"synthaug-select-{name}-cleared")
 
     for step in steps:
         if step in scores:
             continue
-        shutil.rmtree(scratch, ignore_errors=True)
-        scfg = _sample_config(cfg, step, scratch, per_class, len(labels))
-        sample(scfg, progress=progress, text=text)
-        stats = mt.RunningStats()
-        count = 0
-        for d in sample_dirs(scratch):
-            for images, _ in _batches(d, int(sel.fid_batch_size)):
-                images = images[: n - count]
-                if len(images) == 0:
-                    break
-                stats.update(np.asarray(feature_fn(images)[0], np.float64))
-                count += len(images)
-        shutil.rmtree(scratch, ignore_errors=True)
+        clear_scratch(f"before-{step}")
+        scfg = _sample_config(cfg, step, scratch, per_class, len(labels), jax.process_count())
+        sample(scfg, progress=progress and lead, text=text, mesh=mesh)
+        barrier(f"synthaug-select-sampled-{step}")  # every process's shards are written
+        stats, _, _ = sharded_statistics(
+            scratch, params, mesh, num_samples=n, batch_size=int(sel.fid_batch_size)
+        )
         scores[step] = float(mt.frechet_distance(stats.mean, stats.cov, ref.mu, ref.sigma))
         write(complete=False)
+    clear_scratch("done")
     return write(complete=True)
-
-
-def _batches(directory, batch_size: int):
-    """``(uint8 images, labels)`` batches of a synthetic set, in index order."""
-    from synthaug import imagenet_data as data
-
-    images, labels = [], []
-    for img, lab in data.iter_synthetic(directory):
-        images.append(img)
-        labels.append(lab)
-        if len(images) == batch_size:
-            yield np.stack(images), np.asarray(labels)
-            images, labels = [], []
-    if images:
-        yield np.stack(images), np.asarray(labels)

@@ -64,9 +64,10 @@ def _with_mesh(fn, cfg, check=None) -> Any:
 def run_stage(stage: str, cfg) -> Any:
     """Run the stage ``stage`` on a validated config.
 
-    ``finetune``, ``sample``, ``train-classifier``, ``evaluate`` and ``fid-stats`` first join
-    the multi-process run if there is one and build their mesh from ``cfg.mesh``
-    (`synthaug.pipeline.runtime.stage_runtime`), which they receive as ``mesh=``.
+    ``finetune``, ``sample``, ``train-classifier``, ``evaluate``, ``fid-stats`` and
+    ``select-checkpoint`` first join the multi-process run if there is one and build their
+    mesh from ``cfg.mesh`` (`synthaug.pipeline.runtime.stage_runtime`), which they receive
+    as ``mesh=``.
     """
     if stage == "finetune":
         from synthaug.pipeline.finetune import check_finetune, finetune
@@ -90,9 +91,9 @@ def run_stage(stage: str, cfg) -> Any:
         # joined, so that each process of a multi-process run counts its own share
         return _with_mesh(fid_stats, cfg, check_fid_stats)
     if stage == "select-checkpoint":
-        from synthaug.pipeline.select_checkpoint import select_checkpoint
+        from synthaug.pipeline.select_checkpoint import check_select_checkpoint, select_checkpoint
 
-        return select_checkpoint(cfg)
+        return _with_mesh(select_checkpoint, cfg, check_select_checkpoint)
     if stage == "report":
         return report(cfg)
     if stage == "demo":
