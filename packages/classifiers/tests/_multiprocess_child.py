@@ -22,7 +22,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-from _tiny import micro_config, toy_data  # noqa: E402
+from _tiny import pair_config, toy_data  # noqa: E402
 from jax.sharding import Mesh  # noqa: E402
 
 from synthaug.classifiers import (  # noqa: E402
@@ -39,7 +39,7 @@ def main() -> None:
     pid, port, out, stop_at = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
     jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=pid)
     mesh = Mesh(np.array(jax.devices()), ("data",))
-    cfg = micro_config(epochs=2, checkpoint_every_steps=4)
+    cfg = pair_config()
     images, labels = toy_data(64)
     ev_x, ev_y = toy_data(37, seed=5)
     lbs = local_batch_size(cfg.batch_size, mesh)

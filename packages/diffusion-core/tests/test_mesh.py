@@ -97,10 +97,17 @@ def test_mesh_run_equals_one_device(one_device, axes, shape, rules):
     np.testing.assert_allclose(
         [h["loss"] for h in hist], [h["loss"] for h in ref_hist], rtol=1e-5, atol=0
     )
-    for a, b in zip(
-        jax.tree.leaves(state.ema_params), jax.tree.leaves(ref_state.ema_params), strict=True
-    ):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+    # The EMA parameters to 1e-6 relative in norm over all of them, and each to 1e-5
+    # absolute: the gradients' reductions sum in another order (1e-7 relative), which Adam's
+    # first steps amplify for a parameter whose gradient is near zero (its update is about
+    # lr * sign(g)); the learning rate of these steps is 2e-3 to 8e-3.
+    ours = [np.asarray(a) for a in jax.tree.leaves(state.ema_params)]
+    ref = [np.asarray(b) for b in jax.tree.leaves(ref_state.ema_params)]
+    diff = sum(float(np.sum((a - b) ** 2)) for a, b in zip(ours, ref, strict=True))
+    rel = (diff / sum(float(np.sum(b**2)) for b in ref)) ** 0.5
+    assert rel < 1e-6, rel
+    for a, b in zip(ours, ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
     kernel = state.params["mid_res_0"]["conv_0"]["kernel"]
     if rules:
         # Parameters, EMA and Adam's moments are split; a device holds half of each.
