@@ -245,6 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # The stages use tf.data and tf.io, never tf.keras. `import tensorflow` imports Keras 3
+    # eagerly (4-6 s of CPU at every process start) unless TF_USE_LEGACY_KERAS is set; with
+    # it set and tf_keras not installed, TensorFlow skips that import.
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     try:
         return _run(argv)
     # FloatingPointError: training diverged (NonFiniteLossError of diffusion-core and
