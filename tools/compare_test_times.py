@@ -57,30 +57,37 @@ def main(argv: list[str]) -> int:
     old, old_walls = parse(argv[0])
     new, new_walls = parse(argv[1])
     shared = [k for k in new if k in old]
-    print(f"old: {len(old)} tests, {sum(old.values()):.0f} s; new: {len(new)} tests, "
-          f"{sum(new.values()):.0f} s")  # fmt: skip
+    print(
+        f"old: {len(old)} tests, {sum(old.values()):.0f} s; new: {len(new)} tests, "
+        f"{sum(new.values()):.0f} s"
+    )
     print(
         f"shared: {len(shared)} tests, old {sum(old[k] for k in shared):.0f} s, "
         f"new {sum(new[k] for k in shared):.0f} s"
     )
-    print(f"only new: {len(new) - len(shared)} tests, "
-          f"{sum(v for k, v in new.items() if k not in old):.0f} s; only old: "
-          f"{sum(k not in new for k in old)} tests, "
-          f"{sum(v for k, v in old.items() if k not in new):.0f} s")  # fmt: skip
+    print(
+        f"only new: {len(new) - len(shared)} tests, "
+        f"{sum(v for k, v in new.items() if k not in old):.0f} s; only old: "
+        f"{sum(k not in new for k in old)} tests, "
+        f"{sum(v for k, v in old.items() if k not in new):.0f} s"
+    )
     rows: dict[str, list[float]] = collections.defaultdict(lambda: [0.0] * 4)
     for k, v in new.items():
         rows[k[0]][0 if k in old else 1] += v
     for k, v in old.items():
         rows[k[0]][2 if k in new else 3] += v
     print()
-    print("| session | shared, old (s) | shared, new (s) | only new (s) | only old (s) "
-          "| pytest wall old / new (s) |")  # fmt: skip
+    print(
+        "| session | shared, old (s) | shared, new (s) | only new (s) | only old (s) "
+        "| pytest wall old / new (s) |"
+    )
     print("|---|---|---|---|---|---|")
     for s in sorted(rows):
         new_same, new_only, old_same, old_only = rows[s]
         walls = " / ".join(f"{w[s][1]:.0f}" if s in w else "-" for w in (old_walls, new_walls))
-        print(f"| {s} | {old_same:.0f} | {new_same:.0f} | {new_only:.0f} | {old_only:.0f} "
-              f"| {walls} |")  # fmt: skip
+        print(
+            f"| {s} | {old_same:.0f} | {new_same:.0f} | {new_only:.0f} | {old_only:.0f} | {walls} |"
+        )
     return 0
 
 

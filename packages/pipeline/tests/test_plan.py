@@ -72,7 +72,7 @@ def test_plan_compiles_the_step_on_a_simulated_fsdp_mesh():
     # A fresh process simulates the two CPU devices of the fsdp axis (data -> 1).
     code = textwrap.dedent(
         f"""
-        import json
+        import json, sys
         from synthaug.pipeline import config as config_lib, plan as plan_lib
         cfg = config_lib.load_config("demo/classifier", "train-classifier", [])
         cfg.unlock()
@@ -102,24 +102,19 @@ def test_plan_compiles_the_step_on_a_simulated_fsdp_mesh():
     assert "per device:" in text and "step temporaries" in text
 
 
-def test_plan_compiles_the_finetune_step_and_grad_accumulation_shrinks_it():
+def test_plan_compiles_the_finetune_step_and_grad_accumulation_shrinks_it(one_level_unet):
     # The U-Net step as `train` compiles it on a simulated fsdp=2 mesh; two micro-batches
     # hold half the activations at a time.
     code = textwrap.dedent(
         """
-        import json
+        import json, sys
         from synthaug.pipeline import config as config_lib, plan as plan_lib
         from synthaug.pipeline.configs.paper._mesh import UNET_FSDP_RULES
         out = {}
         for accum in (1, 2):
             cfg = config_lib.load_config(
                 "demo/finetune:base", "finetune",
-                [
-                    f"train.grad_accum_steps={accum}", "train.batch_size=64",
-                    # one level, attention kept at 16x16: 60% of the demo net's compile time
-                    "model.channel_mult=(1,)", "model.attention_resolutions=(16,)",
-                    "model.cross_attention_resolutions=(16,)",
-                ],
+                [f"train.grad_accum_steps={accum}", "train.batch_size=64", *sys.argv[1:]],
             )
             cfg.unlock()
             cfg.mesh = {"data": -1, "fsdp": 2, "model": 1}
@@ -128,7 +123,9 @@ def test_plan_compiles_the_finetune_step_and_grad_accumulation_shrinks_it():
         print(json.dumps(out))
         """
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *one_level_unet], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout.splitlines()[-1])
     one, two = r["1"], r["2"]

@@ -30,15 +30,10 @@ def ok(capsys, argv) -> None:
 
 
 @pytest.fixture(scope="module")
-def base_run(tmp_path_factory):
+def base_run(tmp_path_factory, one_level_unet):
     work = tmp_path_factory.mktemp("runs") / "base"
     argv = ["finetune", "--config", "demo/finetune:base", f"--config.workdir={work}"]
-    # one level, attention kept at 16x16: 60% of the demo net's compile time
-    argv += [
-        "--config.model.channel_mult=(1,)",
-        "--config.model.attention_resolutions=(16,)",
-        "--config.model.cross_attention_resolutions=(16,)",
-    ]
+    argv += [f"--config.{o}" for o in one_level_unet]
     assert cli.main([*argv, *TINY_FINETUNE]) == 0
     return work, argv
 

@@ -17,7 +17,7 @@ SEED = 20151205  # the random Inception weights of the metrics tests
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, one_level_unet):
     root = tmp_path_factory.mktemp("select")
     cache = root / "text_cache"
     work = root / "base"
@@ -32,10 +32,7 @@ def run(tmp_path_factory):
         "--config.train.save_every=2",
         "--config.train.keep=2",
         "--config.train.log_every=2",
-        # one level, attention kept at 16x16: the steps compile in 60% of the demo net's time
-        "--config.model.channel_mult=(1,)",
-        "--config.model.attention_resolutions=(16,)",
-        "--config.model.cross_attention_resolutions=(16,)",
+        *(f"--config.{o}" for o in one_level_unet),
     ]
     assert cli.main(argv) == 0
     weights = root / "inception.npz"
